@@ -1,0 +1,3 @@
+from lftop.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,236 @@
+"""The `lftop` command: every sub-command is a few lines over the core; no sub-command opens the app."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from lftop import __version__, paths
+from lftop.profiles import ProfileError, convert
+from lftop.profiles import load as load_profile
+from lftop.runs import launcher, rundir
+from lftop.runs.status import status
+
+
+def _err(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    status = 0
+    for name in args.profiles:
+        try:
+            profile = load_profile(name)
+        except ProfileError as exc:
+            for problem in exc.problems:
+                _err(f"{problem}")
+            status = 1
+            continue
+        for warning in profile.warnings:
+            _err(f"{warning} (warning)")
+        if profile.abstract:
+            print(f"{name}: ok (a base for other profiles)")
+        else:
+            print(f"{name}: ok, effective batch {profile.effective_batch()} (per-device x accumulation x GPUs)")
+    return status
+
+
+def cmd_show_args(args: argparse.Namespace) -> int:
+    profile = load_profile(args.profile)
+    for warning in profile.warnings:
+        _err(f"{warning} (warning)")
+    train = profile.args()
+    print("# LLaMA-Factory arguments")
+    print(convert.to_yaml(train), end="")
+    print("\n# lftop runs (in a new session, output to the run's training.log)")
+    print(" ".join(launcher.training_command(profile, "<run-dir>", args.gpus)))
+    print("\n# the same training with llamafactory-cli")
+    print(convert.cli_command(train))
+    return 0
+
+
+def _run(args: argparse.Namespace):
+    return rundir.find(args.home, args.run)
+
+
+def cmd_launch(args: argparse.Namespace) -> int:
+    profile = load_profile(args.profile)
+    for warning in profile.warnings:
+        _err(f"{warning} (warning)")
+    run = launcher.launch(profile, args.home, gpus=args.gpus, force=args.force)
+    if args.json:
+        print(launcher.to_json(run))
+    else:
+        print(f"launched {run.id}: log {run.log}")
+        print(f"  lftop show {run.id}   lftop pause {run.id}   lftop stop {run.id}")
+    return 0
+
+
+def cmd_pause(args: argparse.Namespace) -> int:
+    run = _run(args)
+    launcher.pause(run)
+    if not args.wait:
+        print(f"{run.id}: pause requested; it saves a checkpoint at the next step end")
+        return 0
+    deadline = time.monotonic() + args.timeout
+    while (current := status(run)).alive and time.monotonic() < deadline:
+        time.sleep(0.5)
+    print(f"{run.id}: {current.state}" + (f" at checkpoint-{current.checkpoints[-1]}" if current.checkpoints else ""))
+    return 0 if current.state == "paused" else 1
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    run, step = launcher.resume(_run(args), args.home)
+    if args.json:
+        print(json.dumps({**json.loads(launcher.to_json(run)), "step": step}))
+    else:
+        print(f"resumed {run.id} from step {step}")
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    run = _run(args)
+    count = launcher.stop(run, grace=args.grace)
+    print(f"{run.id}: stopped ({count} processes)")
+    return 0
+
+
+def _age(created: float | None) -> str:
+    if not created:
+        return "-"
+    seconds = int(time.time() - created)
+    return f"{seconds // 86400}d" if seconds >= 86400 else f"{seconds // 3600}h" if seconds >= 3600 else f"{seconds // 60}m"
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    rows = [status(r) for r in rundir.all_runs(args.home)]
+    if args.json:
+        print(json.dumps([r.to_dict() for r in rows], indent=1))
+        return 0
+    if not rows:
+        print(f"no runs in {rundir.runs_root(args.home)}")
+        return 0
+    print(f"{'RUN':<36} {'STATE':<10} {'STEP':>11} {'LOSS':>8} {'AGE':>5}")
+    for r in rows:
+        step = f"{r.step}/{r.total_steps}" if r.step is not None else "-"
+        loss = f"{r.loss:.4f}" if r.loss is not None else "-"
+        print(f"{r.id:<36} {r.state:<10} {step:>11} {loss:>8} {_age(r.created):>5}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    current = status(_run(args))
+    if args.json:
+        print(json.dumps(current.to_dict(), indent=1))
+        return 0
+    for key, value in current.to_dict().items():
+        if key not in ("log_tail", "failure"):
+            print(f"{key:>12}: {value}")
+    if current.failure:
+        print(f"{'failure':>12}: {current.failure.get('kind')}: {current.failure.get('message')}")
+    if current.log_tail:
+        print("last lines of the log:")
+        print("\n".join(f"  {line}" for line in current.log_tail))
+    return 0
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    from lftop.logs import scan
+
+    path = Path(args.log)
+    if not path.is_file():
+        _err(f"{path}: no such file")
+        return 1
+    history = scan.scan(path)
+    if args.json:
+        print(scan.dumps(history))
+    elif args.csv:
+        print(scan.to_csv(history), end="")
+    else:
+        print(scan.summary_text(path, history))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lftop", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"lftop {__version__}")
+    parser.add_argument("--home", help="runs and settings folder (default: $LFTOP_HOME or ~/.local/state/lftop)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("validate", help="check profiles against LLaMA-Factory's arguments")
+    p.add_argument("profiles", nargs="+", metavar="PROFILE")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("show-args", help="print the LLaMA-Factory arguments and the command a profile runs")
+    p.add_argument("profile")
+    p.add_argument("--gpus", help="override [launch] gpus")
+    p.set_defaults(func=cmd_show_args)
+
+    p = sub.add_parser("launch", help="start a run from a profile, detached")
+    p.add_argument("profile")
+    p.add_argument("--gpus", help='CUDA_VISIBLE_DEVICES for this run, e.g. "0,1"')
+    p.add_argument("--force", action="store_true", help="start over where checkpoints exist; launch past an OOM verdict")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_launch)
+
+    p = sub.add_parser("pause", help="save a checkpoint at the next step end, then exit and free the GPUs")
+    p.add_argument("run")
+    p.add_argument("--wait", action="store_true", help="wait until the run has paused")
+    p.add_argument("--timeout", type=float, default=3600, help="seconds to wait with --wait")
+    p.set_defaults(func=cmd_pause)
+
+    p = sub.add_parser("resume", help="relaunch a run from its newest complete checkpoint")
+    p.add_argument("run")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_resume)
+
+    p = sub.add_parser("stop", help="terminate a run's whole process tree (no checkpoint)")
+    p.add_argument("run")
+    p.add_argument("--grace", type=float, default=10.0, help="seconds between SIGTERM and SIGKILL")
+    p.set_defaults(func=cmd_stop)
+
+    p = sub.add_parser("ls", help="list runs")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_ls)
+
+    p = sub.add_parser("show", help="one run's state, progress, checkpoints and log")
+    p.add_argument("run")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("scan", help="what a LLaMA-Factory log holds: points, evals, progress, errors")
+    p.add_argument("log")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true")
+    fmt.add_argument("--csv", action="store_true")
+    p.set_defaults(func=cmd_scan)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    home = paths.home(args.home)
+    os.environ["LFTOP_HOME"] = str(home)  # profiles may say $LFTOP_HOME/...; the runs inherit it
+    args.home = home
+    if args.command is None:
+        from lftop.commands import open_app
+
+        return open_app(args)
+    try:
+        return args.func(args)
+    except ProfileError as exc:
+        for problem in exc.problems:
+            _err(str(problem))
+        return 1
+    except (launcher.LaunchRefused, rundir.RunNotFound, rundir.RunLocked) as exc:
+        _err(f"lftop: {exc}")
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0

@@ -1,0 +1,1 @@
+"""Training logs: a follower for growing files and parsers into typed records."""

@@ -1,0 +1,48 @@
+"""Recognise how a training process failed: CUDA OOM, NCCL, tracebacks, the host's OOM killer."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+OOM = re.compile(
+    r"(?:torch\.(?:cuda\.)?OutOfMemoryError: )?(?:CUDA|HIP) out of memory\.?.*|CUDA error: out of memory.*|CUBLAS_STATUS_ALLOC_FAILED.*"
+)
+OOM_DETAIL = re.compile(r"Tried to allocate ([\d.]+ [KMGT]?i?B)\. GPU (\d+)")
+NCCL = re.compile(r"(NCCL (?:error|WARN|timeout)|ncclInternalError|ncclSystemError|ncclUnhandledCudaError|"
+                  r"Watchdog caught collective operation timeout|NCCL communicator was aborted|DistBackendError).*", re.I)
+KILLED = re.compile(r"exitcode\s*:\s*-9\b|Signal 9 \(SIGKILL\) received|^Killed$")
+EXCEPTION = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Interrupt)|ChildFailedError)(?::\s?(.*))?$")
+
+
+def oom_message(text: str) -> str:
+    """A short OOM message naming the size it tried to allocate and the GPU, when the text says."""
+    detail = OOM_DETAIL.search(text)
+    if detail:
+        return f"CUDA out of memory: tried to allocate {detail.group(1)} on GPU {detail.group(2)}"
+    return text.strip()[:300]
+
+
+def classify_exit(rc: int, log: Path, window: int = 65536) -> tuple[str, str]:
+    """(kind, message) for a training process that exited with `rc`, from its exit code and log tail."""
+    if rc in (-9, 137):
+        return "killed", "killed by SIGKILL (the host's OOM killer, or kill -9)"
+    try:
+        with open(log, "rb") as f:
+            f.seek(0, 2)
+            f.seek(max(0, f.tell() - window))
+            tail = f.read().decode("utf-8", "replace")
+    except OSError:
+        tail = ""
+    for line in reversed(tail.replace("\r", "\n").splitlines()):
+        if OOM.search(line):
+            return "oom", oom_message(line)
+    if KILLED.search(tail):
+        return "killed", "a rank was killed by SIGKILL (the host's OOM killer, or kill -9)"
+    for line in reversed(tail.splitlines()):
+        if NCCL.search(line):
+            return "nccl", line.strip()[:300]
+    for line in reversed(tail.splitlines()):
+        if m := EXCEPTION.match(re.sub(r"^\[rank\d+\]:\s?", "", line.strip())):
+            return "traceback", line.strip()[:300]
+    return "exit", f"exited with code {rc}"

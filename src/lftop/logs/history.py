@@ -1,0 +1,126 @@
+"""One history per run from training.log and trainer_log.jsonl: one series per metric, nothing twice.
+
+Points are keyed by step, so a step logged in both files, or logged again after resuming from an
+earlier checkpoint, appears once (the later report wins). trainer_log.jsonl is authoritative for loss,
+learning rate and epoch; training.log adds the grad norm, which the JSONL file lacks. The ETA comes
+from the step rate, never from the JSONL `remaining_time` (wrong after a resume).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from lftop.logs import jsonl
+from lftop.logs.follower import Follower
+from lftop.logs.parse import LogParser
+from lftop.logs.records import Eval, Fact, Failure, Point, Progress, Record, Summary
+
+
+@dataclass
+class History:
+    points: dict[int, Point] = field(default_factory=dict)
+    evals: dict[int, Eval] = field(default_factory=dict)
+    failures: list[Failure] = field(default_factory=list)
+    facts: dict[str, str] = field(default_factory=dict)
+    summary: dict | None = None
+    step: int | None = None
+    total: int | None = None
+    rate: float | None = None  # steps per second
+    _log_grad: dict[int, float] = field(default_factory=dict)
+    _jsonl_steps: set[int] = field(default_factory=set)
+    _segment: list[tuple[float, int]] = field(default_factory=list)  # (elapsed_s, step) of this process
+
+    def add_log(self, records: list[Record]) -> None:
+        """Records from training.log."""
+        for r in records:
+            if isinstance(r, Point) and r.step is not None:
+                if r.grad_norm is not None:
+                    self._log_grad[r.step] = r.grad_norm
+                if r.step not in self._jsonl_steps:
+                    self.points[r.step] = r
+                elif self.points[r.step].grad_norm is None and r.grad_norm is not None:
+                    self.points[r.step] = replace(self.points[r.step], grad_norm=r.grad_norm)
+            else:
+                self._common(r, from_log=True)
+
+    def add_jsonl(self, records: list[Record]) -> None:
+        """Records from trainer_log.jsonl."""
+        for r in records:
+            if isinstance(r, Point):
+                self.points[r.step] = replace(r, grad_norm=self._log_grad.get(r.step))
+                self._jsonl_steps.add(r.step)
+            elif isinstance(r, Fact) and r.key == "elapsed_s":
+                self._timing(float(r.value))
+            else:
+                self._common(r, from_log=False)
+
+    def _timing(self, elapsed: float) -> None:
+        if self._segment and elapsed < self._segment[-1][0]:
+            self._segment = []  # a new process (resume): elapsed_time restarted
+        if self.step is not None:
+            self._segment.append((elapsed, self.step))
+            (t0, s0), (t1, s1) = self._segment[0], self._segment[-1]
+            if t1 > t0 and s1 > s0:
+                self.rate = (s1 - s0) / (t1 - t0)
+
+    def _common(self, r: Record, from_log: bool) -> None:
+        if isinstance(r, Eval):
+            if r.step is not None:
+                self.evals[r.step] = r
+        elif isinstance(r, Progress):
+            self.step, self.total = r.step, r.total
+            if from_log and r.rate:
+                self.rate = r.rate
+        elif isinstance(r, Failure):
+            self.failures.append(r)
+        elif isinstance(r, Fact):
+            self.facts[r.key] = r.value
+        elif isinstance(r, Summary):
+            self.summary = r.metrics
+
+    def series(self, metric: str) -> list[float]:
+        """Values of `loss`, `lr`, `grad_norm` or `eval_loss`, by step."""
+        if metric == "eval_loss":
+            return [self.evals[s].eval_loss for s in sorted(self.evals)]
+        values = (getattr(self.points[s], metric) for s in sorted(self.points))
+        return [v for v in values if v is not None]
+
+    def last(self) -> Point | None:
+        return self.points[max(self.points)] if self.points else None
+
+    @property
+    def eta_s(self) -> float | None:
+        if self.step is None or not self.total or not self.rate:
+            return None
+        return max(0.0, (self.total - self.step) / self.rate)
+
+
+class RunLogs:
+    """Follows a run's training.log and trainer_log.jsonl into one History; `poll()` from a thread."""
+
+    def __init__(self, log: os.PathLike[str] | str, trainer_log: os.PathLike[str] | str):
+        self.history = History()
+        self._log = Follower(log)
+        self._jsonl = Follower(trainer_log)
+        self._parser = LogParser()
+        self._log_resets = 0
+        self.new_lines: list[tuple[int, str]] = []
+
+    def poll(self, limit: int | None = None) -> bool:
+        """Read what both files gained; True when anything arrived."""
+        lines = self._log.read(limit)
+        if self._log.resets != self._log_resets:
+            self._log_resets, self._parser = self._log.resets, LogParser()
+        rows = self._jsonl.read(limit)
+        for number, text in lines:
+            self.history.add_log(self._parser.feed(number, text))
+        for number, text in rows:
+            self.history.add_jsonl(jsonl.parse_line(number, text))
+        self.new_lines = lines
+        return bool(lines or rows)
+
+
+def for_run(run_log: Path, output_dir: Path) -> RunLogs:
+    return RunLogs(run_log, Path(output_dir) / "trainer_log.jsonl")

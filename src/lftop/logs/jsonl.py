@@ -1,0 +1,74 @@
+"""Parse LLaMA-Factory's trainer_log.jsonl (written by its LogCallback on rank 0)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from lftop.logs.records import Eval, Fact, Point, Progress, Record
+
+
+def _clock(text: object) -> float | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        seconds = 0.0
+        for part in text.split(":"):
+            seconds = seconds * 60 + float(part)
+        return seconds
+    except ValueError:
+        return None
+
+
+def parse_line(number: int, text: str) -> list[Record]:
+    """Records of one line; garbage yields none."""
+    try:
+        row = json.loads(text)
+    except ValueError:
+        return []
+    if not isinstance(row, dict) or not isinstance(row.get("current_steps"), int):
+        return []
+    step, out = row["current_steps"], []
+    total = row.get("total_steps")
+    if isinstance(row.get("loss"), (int, float)):
+        out.append(Point(step, float(row["loss"]), row.get("lr"), row.get("grad_norm"), row.get("epoch"), number))
+    if isinstance(row.get("eval_loss"), (int, float)):
+        out.append(Eval(step, float(row["eval_loss"]), row.get("epoch"), number))
+    if isinstance(total, int):
+        out.append(Progress(step, total, None, None, number))
+    for key in ("vram_allocated", "vram_reserved"):
+        if key in row:
+            out.append(Fact(key, str(row[key]), number))
+    elapsed = _clock(row.get("elapsed_time"))
+    if elapsed is not None:
+        out.append(Fact("elapsed_s", str(elapsed), number))
+    return out
+
+
+@dataclass(frozen=True)
+class TailProgress:
+    step: int | None = None
+    total: int | None = None
+    loss: float | None = None
+
+
+def tail_progress(path: Path, window: int = 65536) -> TailProgress:
+    """Step, total and last loss from the end of a trainer_log.jsonl, reading at most `window` bytes."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, 2)
+            f.seek(max(0, f.tell() - window))
+            lines = f.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return TailProgress()
+    step = total = loss = None
+    for text in reversed(lines):
+        for record in parse_line(0, text):
+            if isinstance(record, Progress) and step is None:
+                step, total = record.step, record.total
+            if isinstance(record, Point) and loss is None:
+                loss = record.loss
+        if step is not None and loss is not None:
+            break
+    return TailProgress(step, total, loss)

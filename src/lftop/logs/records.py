@@ -1,0 +1,65 @@
+"""Typed records found in training logs; each carries the line number it came from (1-based)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class Point:
+    """One training log event: a step's loss, learning rate, grad norm and epoch (None where unknown)."""
+
+    step: int | None
+    loss: float | None
+    lr: float | None
+    grad_norm: float | None
+    epoch: float | None
+    line: int
+
+
+@dataclass(frozen=True)
+class Eval:
+    step: int | None
+    eval_loss: float
+    epoch: float | None
+    line: int
+
+
+@dataclass(frozen=True)
+class Progress:
+    step: int
+    total: int
+    rate: float | None  # steps per second
+    eta_s: float | None
+    line: int
+
+
+@dataclass(frozen=True)
+class Failure:
+    kind: str  # oom | nccl | traceback | killed
+    message: str
+    line: int
+
+
+@dataclass(frozen=True)
+class Fact:
+    """A fact LLaMA-Factory or transformers states once: world_size, device, trainable_params, resumed_from, ..."""
+
+    key: str
+    value: str
+    line: int
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The end-of-training metrics (the `***** train metrics *****` block or the final metric dict)."""
+
+    metrics: dict
+    line: int
+
+
+Record = Point | Eval | Progress | Failure | Fact | Summary
+
+
+def to_dict(record: Record) -> dict:
+    return asdict(record)

@@ -1,0 +1,71 @@
+"""`lftop scan`: what a LLaMA-Factory log holds, as JSON or CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+from lftop.logs import jsonl
+from lftop.logs.follower import read_lines
+from lftop.logs.history import History
+from lftop.logs.parse import parse_lines
+from lftop.logs.records import Failure
+
+
+def is_jsonl(path: Path) -> bool:
+    if path.suffix == ".jsonl":
+        return True
+    with open(path, "rb") as f:
+        return f.read(64).lstrip().startswith(b'{"')
+
+
+def scan(path: Path) -> History:
+    history = History()
+    lines = read_lines(path)
+    if is_jsonl(path):
+        for number, text in lines:
+            history.add_jsonl(jsonl.parse_line(number, text))
+    else:
+        history.add_log(parse_lines(lines))
+    return history
+
+
+def to_json(history: History) -> dict:
+    points = [
+        {"step": p.step, "loss": p.loss, "lr": p.lr, "grad_norm": p.grad_norm, "epoch": p.epoch}
+        for _, p in sorted(history.points.items())
+    ]
+    return {
+        "points": points,
+        "eval": [{"step": e.step, "eval_loss": e.eval_loss} for _, e in sorted(history.evals.items())],
+        "progress": {"step": history.step, "total": history.total, "eta_s": history.eta_s},
+        "errors": [{"kind": f.kind, "line": f.line, "message": f.message} for f in history.failures],
+        "facts": history.facts,
+    }
+
+
+def to_csv(history: History) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["step", "loss", "lr", "grad_norm", "epoch"])
+    for _, p in sorted(history.points.items()):
+        writer.writerow(["" if v is None else v for v in (p.step, p.loss, p.lr, p.grad_norm, p.epoch)])
+    return out.getvalue()
+
+
+def summary_text(path: Path, history: History) -> str:
+    last = history.last()
+    lines = [f"{path}: {len(history.points)} points, {len(history.evals)} evals"]
+    if history.step is not None:
+        eta = f", ETA {history.eta_s:.0f}s" if history.eta_s is not None else ""
+        lines.append(f"progress: step {history.step}/{history.total}{eta}")
+    if last:
+        lines.append(f"last: step {last.step} loss {last.loss} lr {last.lr} grad_norm {last.grad_norm}")
+    lines += [f"{f.kind} at line {f.line}: {f.message}" for f in history.failures if isinstance(f, Failure)]
+    return "\n".join(lines)
+
+
+def dumps(history: History) -> str:
+    return json.dumps(to_json(history), indent=1)

@@ -1,0 +1,6 @@
+"""TOML profiles: reading, `extends`, validation against LLaMA-Factory's arguments, conversion."""
+
+from lftop.profiles.problems import Problem, ProfileError
+from lftop.profiles.profile import Launch, Profile, load
+
+__all__ = ["Launch", "Problem", "Profile", "ProfileError", "load"]

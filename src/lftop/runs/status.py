@@ -1,0 +1,77 @@
+"""A run's state as any lftop sees it: derived from its directory and the live process table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lftop.logs.jsonl import tail_progress
+from lftop.runs import checkpoints
+from lftop.runs.process import ProcessRef
+from lftop.runs.rundir import ACTIVE, RunDir
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    id: str
+    state: str
+    alive: bool
+    process: ProcessRef | None
+    step: int | None
+    total_steps: int | None
+    loss: float | None
+    checkpoints: list[int]
+    output_dir: str
+    log: str
+    gpus: str | None
+    nproc: int
+    created: float | None
+    profile: str
+    failure: dict | None = None
+    log_tail: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {
+            "run": self.id, "state": self.state, "step": self.step, "total_steps": self.total_steps, "loss": self.loss,
+            "checkpoints": self.checkpoints, "pid": self.process.pid if self.process else None,
+            "alive": self.alive, "output_dir": self.output_dir, "log": self.log, "gpus": self.gpus,
+            "nproc": self.nproc, "created": self.created, "profile": self.profile, "failure": self.failure,
+            "log_tail": self.log_tail,
+        }
+
+
+def _last_lines(path: Path, count: int = 10, window: int = 16384) -> list[str]:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, 2)
+            size = f.tell()
+            f.seek(max(0, size - window))
+            data = f.read()
+    except OSError:
+        return []
+    text = data.decode("utf-8", "replace").replace("\r", "\n")
+    return [line for line in text.splitlines() if line.strip()][-count:]
+
+
+def status(run: RunDir) -> RunStatus:
+    meta = run.meta()
+    ref = ProcessRef(meta["pid"], meta["create_time"]) if "pid" in meta else None
+    alive = ref.alive() if ref else False
+    state = run.state()
+    if state in ACTIVE and not alive:
+        state = run.state()  # it may have finished between the two reads
+        if state in ACTIVE:
+            state = "starting" if ref is None else "lost"
+    elif state == "running" and run.control() == "pause":
+        state = "pausing"
+    output_dir = Path(meta.get("output_dir", ""))
+    progress = tail_progress(output_dir / "trainer_log.jsonl")
+    failure = next((e for e in reversed(run.events()) if e.get("event") == "failed"), None) if state == "failed" else None
+    return RunStatus(
+        id=run.id, state=state, alive=alive, process=ref,
+        step=progress.step, total_steps=progress.total, loss=progress.loss,
+        checkpoints=[step for step, _ in checkpoints.complete(output_dir)],
+        output_dir=str(output_dir), log=str(run.log), gpus=meta.get("gpus"), nproc=meta.get("nproc", 1),
+        created=meta.get("created"), profile=meta.get("profile", ""), failure=failure,
+        log_tail=_last_lines(run.log) if state in ("lost", "failed") else [],
+    )

@@ -1,0 +1,107 @@
+"""Runs inside the training interpreter: LLaMA-Factory's run_exp plus lftop's pause callback.
+
+Self-contained on purpose (standard library and llamafactory only): the profile's `[launch] python`
+may be an environment where lftop is not installed. Started by path as `python worker.py RUN_DIR`,
+or under torchrun with one copy per rank. It reads RUN_DIR/run.json, polls RUN_DIR/control at every
+optimizer step, and records its state (written atomically) and events in RUN_DIR.
+"""
+
+import json
+import os
+import sys
+import time
+import traceback
+
+RANK = int(os.environ.get("RANK", "0"))
+OOM_MARKERS = ("OutOfMemoryError", "CUDA out of memory", "HIP out of memory", "CUBLAS_STATUS_ALLOC_FAILED")
+
+
+def write_state(run_dir, state):
+    tmp = os.path.join(run_dir, f".state.{os.getpid()}")
+    with open(tmp, "w") as f:
+        f.write(state + "\n")
+    os.replace(tmp, os.path.join(run_dir, "state"))
+
+
+def event(run_dir, kind, **fields):
+    line = json.dumps({"time": time.time(), "event": kind, "rank": RANK, "pid": os.getpid(), **fields})
+    fd = os.open(os.path.join(run_dir, "events.jsonl"), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (line + "\n").encode())
+    finally:
+        os.close(fd)
+
+
+def read_control(run_dir):
+    try:
+        with open(os.path.join(run_dir, "control")) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def make_callback(run_dir):
+    import torch
+    import torch.distributed as dist
+    from transformers import TrainerCallback
+
+    class PauseCallback(TrainerCallback):
+        """At each optimizer step end: if any rank sees `pause`, every rank saves a checkpoint and stops."""
+
+        paused_at = None
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            if RANK == 0:
+                write_state(run_dir, "running")
+                event(run_dir, "running", step=state.global_step, total_steps=state.max_steps)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            flag = 1 if read_control(run_dir) == "pause" else 0
+            if dist.is_available() and dist.is_initialized():
+                device = args.device if dist.get_backend() == "nccl" else "cpu"
+                tensor = torch.tensor([flag], device=device)
+                dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+                flag = int(tensor.item())
+            if flag and state.global_step < state.max_steps:
+                control.should_save = True
+                control.should_training_stop = True
+                self.paused_at = state.global_step
+                if RANK == 0:
+                    write_state(run_dir, "pausing")
+                    event(run_dir, "pausing", step=state.global_step)
+            return control
+
+    return PauseCallback()
+
+
+def main(run_dir):
+    with open(os.path.join(run_dir, "run.json")) as f:
+        meta = json.load(f)
+    import torch
+
+    # A multi-rank CPU (gloo) resume tags optimizer tensors "cpu:0", which torch's loader does not know.
+    torch.serialization.register_package(9, lambda obj: None, lambda obj, loc: obj if loc.startswith("cpu:") else None)
+    from llamafactory.train.tuner import run_exp
+
+    callback = make_callback(run_dir)
+    try:
+        run_exp(dict(meta["args"]), callbacks=[callback])
+    except BaseException as exc:  # record why, then let the process fail as it would have
+        message = str(exc).strip().splitlines()[0][:500] if str(exc).strip() else ""
+        text = f"{type(exc).__name__}: {exc}"
+        kind = "oom" if any(m in text for m in OOM_MARKERS) else "interrupted" if isinstance(exc, KeyboardInterrupt) else "error"
+        event(run_dir, "failed", kind=kind, exception=type(exc).__name__, message=message,
+              traceback=traceback.format_exc()[-4000:])
+        write_state(run_dir, "failed")
+        raise
+    if RANK == 0:
+        if callback.paused_at is not None:
+            write_state(run_dir, "paused")
+            event(run_dir, "paused", step=callback.paused_at)
+        else:
+            write_state(run_dir, "completed")
+            event(run_dir, "completed")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
