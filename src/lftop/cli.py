@@ -13,6 +13,7 @@ from lftop import __version__, paths
 from lftop.profiles import ProfileError, convert
 from lftop.profiles import load as load_profile
 from lftop.runs import launcher, rundir
+from lftop.runs.process import ProcessRef
 from lftop.runs.status import status
 
 
@@ -155,10 +156,48 @@ def cmd_scan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sample(args: argparse.Namespace):
+    from lftop.gpu.sampler import sample
+
+    runs = rundir.all_runs(args.home)
+    refs = [(r.id, ProcessRef(m["pid"], m["create_time"])) for r in runs if "pid" in (m := r.meta())]
+    return sample(runs=refs, disks=[args.home])
+
+
+def cmd_gpus(args: argparse.Namespace) -> int:
+    from lftop.gpu import report
+
+    while True:
+        s = _sample(args)
+        if s.gpus.error:
+            _err(f"lftop: {s.gpus.error}")
+            return 1
+        if args.json:
+            print(json.dumps({"gpus": s.gpus.to_dict(), "host": s.host.to_dict(),
+                              "owners": {pid: vars(o) for pid, o in s.owners.items()}}))
+        else:
+            print("\n".join(report.gpu_lines(s)))
+        if not args.watch:
+            return 0
+        sys.stdout.flush()
+        time.sleep(max(0.25, args.interval))
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from lftop.gpu import report
+
+    s = _sample(args)
+    lines, problems = report.doctor(s.gpus, s.host.disk_free, args.python)
+    print("\n".join(lines))
+    print(f"{problems} problem(s)" if problems else "all good")
+    return 1 if problems else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lftop", description=__doc__)
     parser.add_argument("--version", action="version", version=f"lftop {__version__}")
     parser.add_argument("--home", help="runs and settings folder (default: $LFTOP_HOME or ~/.local/state/lftop)")
+    parser.add_argument("--simulate", metavar="N", help="simulated GPUs instead of NVML: a count, e.g. 2 (LFTOP_SIMULATE)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("validate", help="check profiles against LLaMA-Factory's arguments")
@@ -169,6 +208,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("profile")
     p.add_argument("--gpus", help="override [launch] gpus")
     p.set_defaults(func=cmd_show_args)
+
+    p = sub.add_parser("gpus", help="GPUs and the host now (like nvitop -1, gpustat --json)")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--watch", action="store_true", help="repeat every --interval seconds")
+    p.add_argument("--interval", type=float, default=1.0)
+    p.set_defaults(func=cmd_gpus)
+
+    p = sub.add_parser("doctor", help="check driver, CUDA, GPUs, torch, llamafactory and disk before a fine-tune")
+    p.add_argument("--python", help="the training interpreter to check (default: this one)")
+    p.set_defaults(func=cmd_doctor)
 
     p = sub.add_parser("launch", help="start a run from a profile, detached")
     p.add_argument("profile")
@@ -217,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     home = paths.home(args.home)
     os.environ["LFTOP_HOME"] = str(home)  # profiles may say $LFTOP_HOME/...; the runs inherit it
     args.home = home
+    if args.simulate:
+        os.environ["LFTOP_SIMULATE"] = args.simulate  # the runs' own lftop processes see it too
     if args.command is None:
         from lftop.commands import open_app
 

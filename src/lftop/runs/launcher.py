@@ -136,7 +136,7 @@ def launch(profile: Profile, home: Path, gpus: str | None = None, force: bool = 
         run.path.mkdir(parents=True)
         run.set_state("starting")
         command = training_command(profile, run.path, gpus, placement.nproc)
-        env = {"PYTHONUNBUFFERED": "1", "LFTOP_RUN_ID": run.id, **profile.launch.env}
+        env = {"PYTHONUNBUFFERED": "1", "CUDA_DEVICE_ORDER": "PCI_BUS_ID", "LFTOP_RUN_ID": run.id, **profile.launch.env}
         if placement.cuda_visible_devices is not None:
             env["CUDA_VISIBLE_DEVICES"] = placement.cuda_visible_devices
         run.write_meta({

@@ -1,0 +1,1 @@
+"""GPU and host telemetry: NVML (real or simulated), psutil, process ownership, history."""

@@ -1,0 +1,68 @@
+"""Sample GPUs and the host off the UI thread at a fixed interval; one poll at a time, never two."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from lftop.gpu import host
+from lftop.gpu.nvml import GpuSnapshot, Nvml, shared
+from lftop.gpu.owners import Owner, owner, run_roots
+from lftop.gpu.ring import Rings
+from lftop.runs.process import ProcessRef
+
+MIN_INTERVAL = 0.25
+
+
+@dataclass(frozen=True)
+class Sample:
+    gpus: GpuSnapshot
+    host: host.HostSnapshot
+    owners: dict[int, Owner]  # GPU process pid -> owner
+
+
+def sample(nvml: Nvml | None = None, runs: list[tuple[str, ProcessRef]] = (), disks: list[Path] = ()) -> Sample:
+    gpus = (nvml or shared()).read()
+    roots = run_roots(list(runs)) if runs else {}
+    owners = {p.pid: owner(p.pid, roots) for d in gpus.devices for p in d.processes}
+    return Sample(gpus, host.read(list(disks)), owners)
+
+
+def record(rings: Rings, s: Sample) -> None:
+    """Append one sample's numbers to the history rings."""
+    for d in s.gpus.devices:
+        mem = 100 * d.mem_used / d.mem_total if d.mem_used is not None and d.mem_total else None
+        rings.add(f"gpu{d.index}.mem", mem)
+        rings.add(f"gpu{d.index}.util", d.util_gpu)
+        rings.add(f"gpu{d.index}.temp", d.temperature)
+        rings.add(f"gpu{d.index}.power", d.power_w)
+    rings.add("host.cpu", s.host.cpu_percent)
+    rings.add("host.ram", 100 * s.host.ram_used / s.host.ram_total if s.host.ram_total else None)
+
+
+class Sampler(threading.Thread):
+    """Calls `take()` every `interval` seconds and hands each result to `deliver`, in one thread.
+
+    A slow poll delays the next instead of overlapping it.
+    """
+
+    def __init__(self, take: Callable[[], object], deliver: Callable[[object], None], interval: float = 1.0):
+        super().__init__(name="lftop-sampler", daemon=True)
+        self.take, self.deliver = take, deliver
+        self.interval = max(MIN_INTERVAL, interval)
+        self._stop = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop.is_set():
+            started = time.monotonic()
+            try:
+                self.deliver(self.take())
+            except Exception as exc:  # a failed poll must not end the sampling
+                self.deliver(exc)
+            self._stop.wait(max(0.0, self.interval - (time.monotonic() - started)))
+
+    def stop(self) -> None:
+        self._stop.set()
