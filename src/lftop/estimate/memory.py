@@ -1,0 +1,253 @@
+"""Per-GPU peak memory of a LLaMA-Factory training configuration, as named physical terms.
+
+Every term is a thing in GPU memory: the weights; the gradients and optimizer states of what is
+trained (sharded by ZeRO, moved off by offload); the LoRA adapters; the activations kept for the
+backward pass (by layer, sequence, micro-batch, attention kernel and gradient checkpointing); the
+logits and their fp32 loss copies; and the CUDA context plus the caching allocator's slack.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from lftop.estimate.arch import Arch
+
+GIB = 1 << 30
+CUDA_CONTEXT = 0.55 * GIB  # CUDA context, cuBLAS workspace and kernels: what nvidia-smi shows for an idle torch process
+ALLOCATOR_SLACK = 0.06  # reserved but unallocated share of the caching allocator at peak (fragmentation)
+
+# bytes of optimizer state per trainable parameter
+OPTIMIZER_BYTES = {
+    "adamw_torch": 8, "adamw_torch_fused": 8, "adamw_hf": 8, "adamw_apex_fused": 8, "adamw_anyprecision": 8,
+    "paged_adamw_32bit": 8, "adamw_8bit": 2, "adamw_bnb_8bit": 2, "paged_adamw_8bit": 2, "adamw_torch_8bit": 2,
+    "adamw_torch_4bit": 1, "lion_8bit": 1, "lion_32bit": 4, "paged_lion_8bit": 1, "paged_lion_32bit": 4,
+    "adafactor": 0.05, "sgd": 0, "adagrad": 4, "rmsprop": 4,
+}
+
+
+@dataclass(frozen=True)
+class Setup:
+    """The knobs that decide memory, read from LLaMA-Factory arguments."""
+
+    finetuning: str = "lora"  # lora | oft | freeze | full
+    lora_rank: int = 8
+    lora_target: str = "all"
+    additional_target: str | None = None
+    quant_bits: int | None = None
+    dtype_bytes: int = 2  # weights and activations: bf16/fp16 2, fp32 4
+    pure_bf16: bool = False
+    optim: str = "adamw_torch_fused"
+    micro_batch: int = 8
+    seq: int = 2048
+    grad_ckpt: bool = True
+    unsloth_gc: bool = False
+    attention: str = "sdpa"  # sdpa | fa2 | eager
+    liger: bool = False
+    gpus: int = 1
+    zero: int = 0
+    offload_optimizer: bool = False
+    offload_param: bool = False
+    freeze_layers: int = 2
+    galore: bool = False
+    apollo: bool = False
+    badam: bool = False
+    low_rank: int = 16
+
+
+@dataclass(frozen=True)
+class Estimate:
+    breakdown: dict[str, float]  # part -> GiB, summing to per_gpu_gib
+    trainable_params: int
+    params: int
+
+    @property
+    def per_gpu_gib(self) -> float:
+        return sum(self.breakdown.values())
+
+
+def deepspeed_config(value: object, base: Path | None = None) -> dict:
+    """A profile's `deepspeed` value as a dict: inline, a JSON file, or guessed from LLaMA-Factory's file names."""
+    if isinstance(value, dict):
+        return value
+    if not value:
+        return {}
+    path = Path(os.path.expandvars(os.path.expanduser(str(value))))
+    for candidate in (path, (base or Path.cwd()) / path):
+        if candidate.is_file():
+            try:
+                return json.loads(candidate.read_text())
+            except ValueError:
+                break
+    name = path.name
+    stage = 3 if "z3" in name else 2 if "z2" in name else 0
+    offload = {"device": "cpu"} if "offload" in name else {}
+    zero = {"stage": stage, "offload_optimizer": offload}
+    if stage == 3 and offload:
+        zero["offload_param"] = offload
+    return {"zero_optimization": zero}
+
+
+def setup_from_args(args: dict, gpus: int = 1, base: Path | None = None) -> Setup:
+    ds = deepspeed_config(args.get("deepspeed"), base).get("zero_optimization", {})
+
+    def offloaded(key: str) -> bool:
+        return str((ds.get(key) or {}).get("device", "none")) in ("cpu", "nvme")
+
+    fp32 = not (args.get("bf16") or args.get("fp16") or args.get("pure_bf16"))
+    attention = {"fa2": "fa2", "fa3": "fa2", "disabled": "eager"}.get(str(args.get("flash_attn", "auto")), "sdpa")
+    return Setup(
+        finetuning=str(args.get("finetuning_type", "lora")),
+        lora_rank=int(args.get("lora_rank", 8)),
+        lora_target=str(args.get("lora_target", "all")),
+        additional_target=args.get("additional_target"),
+        quant_bits=args.get("quantization_bit"),
+        dtype_bytes=4 if fp32 else 2,
+        pure_bf16=bool(args.get("pure_bf16")),
+        optim=str(args.get("optim", "adamw_torch_fused")),
+        micro_batch=int(args.get("per_device_train_batch_size", 8)),
+        seq=int(args.get("cutoff_len", 2048)),
+        grad_ckpt=not args.get("disable_gradient_checkpointing", False),
+        unsloth_gc=bool(args.get("use_unsloth_gc")),
+        attention=attention,
+        liger=bool(args.get("enable_liger_kernel")),
+        gpus=max(1, gpus),
+        zero=int(ds.get("stage", 0) or 0),
+        offload_optimizer=offloaded("offload_optimizer"),
+        offload_param=offloaded("offload_param"),
+        freeze_layers=int(args.get("freeze_trainable_layers", 2)),
+        galore=bool(args.get("use_galore")),
+        apollo=bool(args.get("use_apollo")),
+        badam=bool(args.get("use_badam")),
+        low_rank=int(args.get("galore_rank", args.get("apollo_rank", 16))),
+    )
+
+
+def _lora_params(arch: Arch, s: Setup) -> int:
+    """LoRA A and B matrices: rank x (in + out) for every targeted projection of every layer."""
+    q_out, kv_out, h, hd = arch.heads * arch.hd, arch.kv_heads * arch.hd, arch.hidden, arch.hd
+    inter = arch.moe_intermediate or arch.intermediate
+    per_expert = arch.experts if arch.experts > 1 else 1
+    shapes = {
+        "q_proj": (h, q_out), "k_proj": (h, kv_out), "v_proj": (h, kv_out), "o_proj": (q_out, h),
+        "gate_proj": (h, inter), "up_proj": (h, inter), "down_proj": (inter, h),
+    }
+    if not arch.gated_mlp:
+        shapes.pop("gate_proj")
+    targets = [t.strip() for t in s.lora_target.split(",")]
+    if "all" in targets:
+        chosen = list(shapes)
+    else:
+        aliases = {"query_key_value": ["q_proj", "k_proj", "v_proj"], "c_attn": ["q_proj", "k_proj", "v_proj"],
+                   "dense": ["o_proj"], "c_proj": ["o_proj"], "w1": ["gate_proj"], "w2": ["up_proj"],
+                   "dense_h_to_4h": ["gate_proj", "up_proj"], "dense_4h_to_h": ["down_proj"]}
+        chosen = [n for t in targets for n in aliases.get(t, [t]) if n in shapes]
+    total = 0
+    for name in chosen:
+        fan_in, fan_out = shapes[name]
+        copies = per_expert if name in ("gate_proj", "up_proj", "down_proj") else 1
+        total += copies * s.lora_rank * (fan_in + fan_out)
+    return arch.layers * total
+
+
+def _activation_bytes_per_token_layer(arch: Arch, s: Setup) -> float:
+    """Bytes one decoder layer keeps for backward, per token, without checkpointing."""
+    h, q, kv = arch.hidden, arch.heads * arch.hd, arch.kv_heads * arch.hd
+    inter = arch.moe_intermediate or arch.intermediate
+    d = s.dtype_bytes
+    norms = 2 * h * (4 + 4 + d)  # two RMSNorms, computed in fp32: fp32 input, fp32 normalised, cast output
+    attention = (q + 2 * kv) * d + h * d  # q, k, v after rotary (for attention backward); attention output
+    mlp = (3 if arch.gated_mlp else 2) * inter * d  # gate and up outputs, activation output
+    down_input = inter * d if s.finetuning not in ("lora", "oft") or "all" in s.lora_target or "down" in s.lora_target else 0
+    per_token = norms + attention + mlp + down_input
+    if s.attention == "eager":
+        per_token += arch.heads * s.seq * (d + 4)  # attention probabilities and fp32 softmax, s x s per head
+    if s.finetuning in ("lora", "oft"):
+        per_token += 7 * s.lora_rank * d  # the low-rank intermediate of every adapter
+    return per_token
+
+
+def estimate(arch: Arch, s: Setup) -> Estimate:
+    params, linear = arch.params(), arch.linear_params()
+    other = params - linear
+    world = s.gpus
+    zero = s.zero if world > 1 or s.zero else 0
+
+    # what is trained
+    if s.finetuning in ("lora", "oft"):
+        trainable = _lora_params(arch, s)
+        if s.additional_target:
+            trainable += arch.embedding_params()
+    elif s.finetuning == "freeze":
+        layers = min(abs(s.freeze_layers), arch.layers)
+        trainable = linear * layers // arch.layers
+    else:
+        trainable = params
+    if s.badam:
+        trainable = params // max(1, arch.layers)  # one block at a time
+    adapters = trainable if s.finetuning in ("lora", "oft") else 0
+
+    # weights: frozen base in the compute dtype (or 8/4-bit on linear layers), trainable in fp32 for AMP
+    trainable_bytes = 2 if (s.pure_bf16 or zero == 3 or s.badam) else 4
+    if s.quant_bits in (4, 8) and s.finetuning in ("lora", "oft"):
+        per_linear = 0.5 + 0.035 if s.quant_bits == 4 else 1.0 + 4 / 64  # NF4 + double-quantized absmax; int8 + row scales
+        base = linear * per_linear + other * s.dtype_bytes
+    elif s.finetuning in ("lora", "oft"):
+        base = params * s.dtype_bytes
+    else:  # full or freeze: trainable parameters are kept at trainable_bytes
+        frozen = params - trainable
+        base = frozen * s.dtype_bytes + trainable * (s.dtype_bytes if trainable_bytes == 2 else 4)
+    adapter_weights = adapters * 4
+    weights = base
+    if zero == 3:
+        # sharded; with offload only the layers being gathered (current and prefetched) stay on the GPU
+        gathered = 2 * (arch.attention_params() + arch.mlp_params()) * s.dtype_bytes  # current and prefetched layer
+        weights = gathered if s.offload_param else base / world + gathered
+
+    # gradients and optimizer states of the trainable parameters
+    grad_bytes = 4 if trainable_bytes == 4 else 2
+    optimizer_bytes = OPTIMIZER_BYTES.get(s.optim, 8)
+    if s.pure_bf16:
+        optimizer_bytes /= 2  # torch optimizers keep their states in the parameters' dtype: bf16
+    if s.galore or s.apollo:
+        optimizer_bytes *= min(1.0, s.low_rank / arch.hidden)
+    if zero >= 1 and trainable_bytes == 2 and not s.pure_bf16:
+        optimizer_bytes += 4  # DeepSpeed keeps an fp32 master copy of 16-bit trainable weights
+    gradients = trainable * grad_bytes
+    states = trainable * optimizer_bytes
+    if zero >= 1:
+        states = 0 if s.offload_optimizer else states / world
+    if zero >= 2:
+        gradients = 0 if s.offload_optimizer else gradients / world
+    if world > 1 and zero == 0:
+        gradients *= 2  # DDP's bucket copy of the gradients beside .grad
+    adapter_weights_on_gpu = adapter_weights / world if zero == 3 else adapter_weights
+
+    # activations
+    tokens = s.micro_batch * s.seq
+    layer = _activation_bytes_per_token_layer(arch, s) * tokens
+    if s.grad_ckpt:
+        kept = 0 if s.unsloth_gc else arch.layers * arch.hidden * s.dtype_bytes * tokens  # each layer's input
+        activations = kept + 2 * layer  # one layer recomputed, plus its backward temporaries
+    else:
+        activations = arch.layers * layer
+    # logits, then fp32 copy, log-softmax and gradient; a bf16 loss keeps a shifted copy, log-softmax and gradient
+    per_logit = s.dtype_bytes + 4 + 4 if arch.fp32_loss else 4 * s.dtype_bytes
+    logits = 0.0 if s.liger else tokens * arch.vocab * per_logit
+    if "lm_head" in s.lora_target and s.finetuning in ("lora", "oft") and not s.liger:
+        logits += tokens * arch.vocab * 2 * s.dtype_bytes  # a LoRA on lm_head: the adapter's output and the sum
+
+    dynamic = weights + adapter_weights_on_gpu + gradients + states + activations + logits
+    breakdown = {
+        "weights": weights,
+        "adapters": adapter_weights_on_gpu,
+        "gradients": gradients,
+        "optimizer": states,
+        "activations": activations,
+        "logits": logits,
+        "cuda_context": CUDA_CONTEXT,
+        "allocator_slack": ALLOCATOR_SLACK * dynamic,
+    }
+    return Estimate({k: v / GIB for k, v in breakdown.items()}, trainable, params)
