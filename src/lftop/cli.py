@@ -58,10 +58,60 @@ def _run(args: argparse.Namespace):
     return rundir.find(args.home, args.run)
 
 
+def cmd_estimate(args: argparse.Namespace) -> int:
+    from lftop.estimate.advice import describe
+    from lftop.estimate.arch import UnknownModel
+    from lftop.estimate.plan import plan
+
+    profile = load_profile(args.profile)
+    try:
+        result = plan(profile, args.gpus, args.gpu_mem)
+    except UnknownModel as exc:
+        _err(f"lftop: {exc}")
+        return 1
+    if result.report is None:
+        print(json.dumps({"verdict": None, "note": result.note}) if args.json else result.note)
+        return 0
+    if args.json:
+        print(json.dumps({**result.report.to_dict(), "note": result.note}, indent=1))
+    else:
+        print("\n".join(describe(result.report)))
+        print(result.note)
+    return 0
+
+
+def _preflight(profile, args: argparse.Namespace) -> bool:
+    """The estimate before a launch: False (and the reasons printed) when it predicts an OOM."""
+    from lftop.estimate.advice import describe
+    from lftop.estimate.arch import UnknownModel
+    from lftop.estimate.plan import plan
+
+    try:
+        result = plan(profile, cuda_visible_devices=args.gpus)
+    except UnknownModel as exc:
+        _err(f"estimate skipped: {exc}")
+        return True
+    if result.report is None:
+        _err(f"estimate: {result.note}")
+        return True
+    if result.report.verdict == "oom":
+        _err("\n".join(describe(result.report)))
+        _err("lftop: predicted out of memory; apply a suggestion to the profile, or launch anyway with --force")
+        return args.force
+    if result.report.verdict == "tight":
+        _err(f"estimate: {result.report.per_gpu_gib:.1f} GiB of {result.report.capacity_gib:.1f} GiB free: tight")
+    return True
+
+
 def cmd_launch(args: argparse.Namespace) -> int:
     profile = load_profile(args.profile)
     for warning in profile.warnings:
         _err(f"{warning} (warning)")
+    if profile.abstract:
+        _err(f"lftop: {args.profile} is a base for other profiles (abstract = true); launch one that extends it")
+        return 1
+    if not _preflight(profile, args):
+        return 1
     run = launcher.launch(profile, args.home, gpus=args.gpus, force=args.force)
     if args.json:
         print(launcher.to_json(run))
@@ -218,6 +268,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("doctor", help="check driver, CUDA, GPUs, torch, llamafactory and disk before a fine-tune")
     p.add_argument("--python", help="the training interpreter to check (default: this one)")
     p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser("estimate", help="predict each GPU's peak memory and what to change when it does not fit")
+    p.add_argument("profile")
+    p.add_argument("--gpus", type=int, help="plan for N GPUs instead of this machine's")
+    p.add_argument("--gpu-mem", type=float, metavar="GIB", help="plan for GPUs with GIB of memory each")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_estimate)
 
     p = sub.add_parser("launch", help="start a run from a profile, detached")
     p.add_argument("profile")
