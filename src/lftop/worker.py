@@ -23,8 +23,8 @@ def write_state(run_dir, state):
     os.replace(tmp, os.path.join(run_dir, "state"))
 
 
-def event(run_dir, kind, **fields):
-    line = json.dumps({"time": time.time(), "event": kind, "rank": RANK, "pid": os.getpid(), **fields})
+def event(run_dir, name, **fields):
+    line = json.dumps({"time": time.time(), "event": name, "rank": RANK, "pid": os.getpid(), **fields})
     fd = os.open(os.path.join(run_dir, "events.jsonl"), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, (line + "\n").encode())

@@ -53,16 +53,16 @@ class Sampler(threading.Thread):
         super().__init__(name="lftop-sampler", daemon=True)
         self.take, self.deliver = take, deliver
         self.interval = max(MIN_INTERVAL, interval)
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             started = time.monotonic()
             try:
                 self.deliver(self.take())
             except Exception as exc:  # a failed poll must not end the sampling
                 self.deliver(exc)
-            self._stop.wait(max(0.0, self.interval - (time.monotonic() - started)))
+            self._halt.wait(max(0.0, self.interval - (time.monotonic() - started)))
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()

@@ -28,11 +28,12 @@ _FACTS = (
     ("device", re.compile(r"Process rank: \d+, world size: \d+, device: ([^,\s]+)")),
     ("trainable_params", re.compile(r"trainable params: ([\d,]+)")),
     ("all_params", re.compile(r"trainable params: [\d,]+ \|\| all params: ([\d,]+)")),
-    ("resumed_from", re.compile(r"Resuming training from (.+?)\.?$")),
+    ("resumed_from", re.compile(r"(?:Resuming training from (?!checkpoint with)|Loading model from )(\S+?)\.?$")),
+    ("resumed_step", re.compile(r"Resuming training from checkpoint with epoch \d+ and global step (\d+)")),
     ("total_steps", re.compile(r"Total optimization steps = ([\d,]+)")),
     ("nproc", re.compile(r"Initializing (\d+) distributed tasks")),
 )
-_FACT_HINT = re.compile(r"Process rank|trainable params|Resuming training from|Total optimization steps|distributed tasks")
+_FACT_HINT = re.compile(r"Process rank|trainable params|Resuming training from|Loading model from|Total optimization steps|distributed tasks")
 _METRIC_ROW = re.compile(r"^\s+(\w+)\s+=\s+(\S+)\s*$")
 _FAILURE_HINT = re.compile(r"rror|out of memory|NCCL|nccl|Traceback|exitcode|SIGKILL|^Killed|CUBLAS|Exception|Interrupt")
 

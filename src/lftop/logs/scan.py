@@ -5,13 +5,44 @@ from __future__ import annotations
 import csv
 import io
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from lftop.logs import jsonl
-from lftop.logs.follower import read_lines
+from lftop.logs.follower import clean, read_lines
 from lftop.logs.history import History
 from lftop.logs.parse import parse_lines
-from lftop.logs.records import Failure
+from lftop.logs.records import Failure, Point, Progress
+
+
+@dataclass(frozen=True)
+class Latest:
+    """The newest point, progress and failure of a log, from its last bytes only."""
+
+    point: Point | None
+    progress: Progress | None
+    failure: Failure | None
+
+
+def tail(path: Path, window: int = 256 << 10) -> Latest:
+    """Read only the end of a log, however large, to show its latest state at once.
+
+    Line numbers are unknown this way (they count from the window's start); the full history
+    is read separately, in the background.
+    """
+    with open(path, "rb") as f:
+        f.seek(0, 2)
+        start = max(0, f.tell() - window)
+        f.seek(start)
+        data = f.read()
+    if start:
+        data = data[data.find(b"\n") + 1 :]  # drop the partial first line
+    lines = [(n, clean(raw)) for n, raw in enumerate(data.split(b"\n"), 1)]
+    found = parse_lines(lines)
+    point = next((r for r in reversed(found) if isinstance(r, Point)), None)
+    progress = next((r for r in reversed(found) if isinstance(r, Progress)), None)
+    failure = next((r for r in reversed(found) if isinstance(r, Failure)), None)
+    return Latest(point, progress, failure)
 
 
 def is_jsonl(path: Path) -> bool:

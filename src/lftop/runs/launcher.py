@@ -91,7 +91,7 @@ def _start(run: RunDir) -> ProcessRef:
         proc = subprocess.Popen(
             [sys.executable, "-m", "lftop.runs.supervisor", str(run.path)],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, close_fds=True,
-            cwd=run.meta().get("cwd") or None,
+            cwd=run.meta().get("cwd") or None, env={**os.environ, "LFTOP_RUN_ID": run.id},
         )
     ref = ProcessRef.of(proc.pid)
     meta = run.meta()

@@ -71,8 +71,8 @@ class RunDir:
     def clear_control(self) -> None:
         (self.path / "control").unlink(missing_ok=True)
 
-    def event(self, kind: str, **fields) -> None:
-        line = json.dumps({"time": time.time(), "event": kind, "by": "lftop", "pid": os.getpid(), **fields})
+    def event(self, name: str, **fields) -> None:
+        line = json.dumps({"time": time.time(), "event": name, "by": "lftop", "pid": os.getpid(), **fields})
         with open(self.events_file, "a") as f:
             f.write(line + "\n")
 

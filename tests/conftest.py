@@ -1,0 +1,102 @@
+"""Shared fixtures: an isolated lftop home, the tiny model, and a helper to run the real `lftop` CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PROFILES = ROOT / "profiles"
+
+
+def have_llamafactory() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("llamafactory") is not None
+
+
+needs_llamafactory = pytest.mark.skipif(not have_llamafactory(), reason="needs the train extra (llamafactory)")
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory):
+    """The tiny Llama and toy dataset, built once per test session."""
+    pytest.importorskip("transformers")
+    from lftop import tinymodel
+
+    return tinymodel.build(tmp_path_factory.mktemp("tiny") / "tiny")
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    path = tmp_path / "home"
+    path.mkdir()
+    monkeypatch.setenv("LFTOP_HOME", str(path))
+    return path
+
+
+class Lftop:
+    """Runs `python -m lftop` with the test's home, as a user would."""
+
+    def __init__(self, home: Path, cwd: Path):
+        self.home, self.cwd = home, cwd
+
+    def __call__(self, *args: str, check: bool = True, timeout: float = 120, env: dict | None = None):
+        result = subprocess.run(
+            [sys.executable, "-m", "lftop", "--home", str(self.home), *args],
+            capture_output=True, text=True, timeout=timeout, cwd=self.cwd,
+            env={**os.environ, "LFTOP_HOME": str(self.home), **(env or {})},
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"lftop {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def json(self, *args: str, **kw):
+        return json.loads(self(*args, **kw).stdout)
+
+    def wait(self, run: str, predicate, timeout: float = 180, interval: float = 0.3) -> dict:
+        """Poll `lftop show --json` until predicate(show) holds."""
+        deadline = time.monotonic() + timeout
+        show = {}
+        while time.monotonic() < deadline:
+            show = self.json("show", run, "--json")
+            if predicate(show):
+                return show
+            time.sleep(interval)
+        log = Path(show.get("log", "")).read_text(errors="replace")[-3000:] if show.get("log") else ""
+        raise AssertionError(f"timed out waiting on {run}: {show}\n{log}")
+
+
+@pytest.fixture
+def lftop(home, tmp_path):
+    return Lftop(home, tmp_path)
+
+
+def write_profile(path: Path, tiny, output_dir: Path, **train) -> Path:
+    """A profile extending the shipped demo profile, pointed at `tiny` and `output_dir`."""
+    lines = [
+        "[profile]", f'extends = "{PROFILES / "demo-cpu.toml"}"', "",
+        "[launch]", f"nproc = {train.pop('nproc', 1)}", "",
+        "[train]", f'model_name_or_path = "{tiny.model}"', f'dataset_dir = "{tiny.data}"', f'output_dir = "{output_dir}"',
+    ]
+    for key, value in train.items():
+        lines.append(f"{key} = {json.dumps(value)}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def jsonl_steps(output_dir: Path) -> list[int]:
+    rows = [json.loads(line) for line in (output_dir / "trainer_log.jsonl").read_text().splitlines() if line.strip()]
+    return [r["current_steps"] for r in rows if "loss" in r]
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """A run that selects no test is a failure, never a silent pass."""
+    if not items and not config.option.collectonly:
+        raise pytest.UsageError("no tests were collected: check the test paths and -k/-m filters")

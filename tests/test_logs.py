@@ -1,0 +1,166 @@
+import json
+import os
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lftop.logs import jsonl, scan
+from lftop.logs.follower import Follower, read_lines
+from lftop.logs.history import History, RunLogs
+from lftop.logs.parse import LogParser, parse_lines
+from lftop.logs.records import Eval, Failure, Fact, Point, Progress, Summary
+
+DATA = Path(__file__).parent / "data"
+
+
+def records(name: str):
+    return parse_lines(read_lines(DATA / name))
+
+
+def test_transformers_5_string_metrics_behind_tqdm_frames():
+    found = records("v5.log")
+    points = [r for r in found if isinstance(r, Point)]
+    assert [(p.step, p.loss, p.lr, p.grad_norm, p.epoch) for p in points] == [
+        (2, 5.706, 0.0003333, 0.4521, 0.08), (4, 5.702, 0.0006667, 0.4509, 0.16), (6, 5.523, 0.001, 0.4321, 0.24)]
+    assert [(e.step, e.eval_loss) for e in found if isinstance(e, Eval)] == [(4, 5.602)]
+    assert all(p.total == 24 for p in found if isinstance(p, Progress))  # the 0/3 eval bar is not progress
+    facts = {f.key: f.value for f in found if isinstance(f, Fact)}
+    assert facts == {"world_size": "1", "device": "cpu", "trainable_params": "16384", "all_params": "128832",
+                     "total_steps": "24", "resumed_from": "/home/user/lf/out/checkpoint-10"}
+    (summary,) = [s for s in found if isinstance(s, Summary)]
+    assert summary.metrics["train_loss"] == "5.5892" and summary.line == 12
+
+
+def test_transformers_4_float_metrics():
+    points = [r for r in records("v4.log") if isinstance(r, Point)]
+    assert [(p.step, p.loss, p.grad_norm) for p in points] == [(1, 5.706, 0.45214736461639404), (2, 5.6, 0.5)]
+    assert [p.line for p in points] == [1, 2]
+
+
+def test_torchrun_failures_with_rank_prefixes():
+    failures = [r for r in records("torchrun.log") if isinstance(r, Failure)]
+    assert [(f.kind, f.line) for f in failures] == [("oom", 5), ("nccl", 8), ("traceback", 12), ("killed", 14)]
+    assert failures[0].message == "CUDA out of memory: tried to allocate 1.96 GiB on GPU 0"
+
+
+def test_a_traceback_ending_in_an_ordinary_error():
+    text = "Traceback (most recent call last):\n  File \"x.py\", line 1, in <module>\nValueError: Output directory already exists\n"
+    (failure,) = parse_lines(enumerate(text.splitlines(), 1))
+    assert failure == Failure("traceback", "ValueError: Output directory already exists", 3)
+
+
+def test_plain_error_words_outside_a_traceback_are_not_failures():
+    text = "[WARNING|x] No metric eval_loss to plot.\nthe word Error in a sentence\nKeyError: not after a traceback\n"
+    assert parse_lines(enumerate(text.splitlines(), 1)) == []
+
+
+def test_trainer_log_jsonl_with_garbage_eval_summary_and_vram():
+    lines = read_lines(DATA / "trainer_log.jsonl")
+    history = History()
+    for number, text in lines:
+        history.add_jsonl(jsonl.parse_line(number, text))
+    assert sorted(history.points) == [2, 4, 6, 8]
+    assert history.evals[4].eval_loss == 5.602165222167969
+    assert history.facts["vram_reserved"] == "4.0"
+    # ETA from the step rate of this process (elapsed restarts at step 6): 2 steps in 4 s
+    assert history.rate == 0.5 and history.eta_s == 32.0
+
+
+def test_one_history_from_both_files_without_duplicates(tmp_path):
+    log, trainer_log = tmp_path / "training.log", tmp_path / "trainer_log.jsonl"
+    log.write_bytes((DATA / "v5.log").read_bytes())
+    trainer_log.write_text("".join(
+        json.dumps({"current_steps": s, "total_steps": 24, "loss": 5.0 + s / 100, "lr": 0.1, "epoch": s / 25,
+                    "elapsed_time": f"0:00:0{s}"}) + "\n" for s in (2, 4)))
+    logs = RunLogs(log, trainer_log)
+    logs.poll()
+    h = logs.history
+    assert sorted(h.points) == [2, 4, 6]
+    assert h.points[2].loss == 5.02 and h.points[2].grad_norm == 0.4521  # JSONL's loss, the log's grad norm
+    assert h.points[6].loss == 5.523  # only in training.log
+    assert h.series("loss") == [5.02, 5.04, 5.523]
+
+
+def test_resume_from_an_earlier_checkpoint_counts_each_step_once():
+    history = History()
+    rows = [(s, 0) for s in (1, 2, 3, 4, 5)] + [(s, 1) for s in (4, 5, 6)]  # crashed at 5, resumed from 3
+    for number, (step, segment) in enumerate(rows, 1):
+        history.add_jsonl([Point(step, 10.0 - step + segment, 0.1, None, None, number)])
+    assert sorted(history.points) == [1, 2, 3, 4, 5, 6]
+    assert history.points[4].loss == 7.0  # the later report wins
+
+
+# -- the follower ---------------------------------------------------------------------------------
+
+def test_partial_lines_are_held_until_complete(tmp_path):
+    path = tmp_path / "log"
+    path.write_bytes(b"one\ntw")
+    f = Follower(path)
+    assert f.read() == [(1, "one")]
+    with open(path, "ab") as out:
+        out.write(b"o\nthree")
+    assert f.read() == [(2, "two")]
+    assert f.flush() == [(3, "three")]
+
+
+def test_truncation_and_replacement_start_again(tmp_path):
+    path = tmp_path / "trainer_log.jsonl"
+    path.write_text("a\nb\n")
+    f = Follower(path)
+    assert f.read() == [(1, "a"), (2, "b")]
+    path.write_text("c\n")  # copytruncate: smaller than what was read
+    assert f.read() == [(1, "c")] and f.resets == 1
+    replacement = tmp_path / "new"
+    replacement.write_text("d\ne\nf\n")
+    os.replace(replacement, path)  # a new inode, even though it is longer
+    assert f.read() == [(1, "d"), (2, "e"), (3, "f")] and f.resets == 2
+
+
+def test_garbage_bytes_nul_ansi_and_a_10mb_line(tmp_path):
+    path = tmp_path / "log"
+    path.write_bytes(b"\xff\xfe\x00ok \x1b[31mred\x1b[0m\n" + b"x" * (10 << 20) + b"{'loss': 1.0}\n" + b"after\n")
+    f = Follower(path, max_line=1 << 20)
+    lines = f.read()
+    assert lines[0] == (1, "\ufffd\ufffdok red")
+    assert len(lines[1][1]) == 1 << 20 and lines[1][1].endswith("{'loss': 1.0}")  # the end of a long line survives
+    assert lines[2] == (3, "after") and f.truncated_lines == 1
+
+
+def test_a_multi_gigabyte_log_opens_at_its_end(tmp_path):
+    path = tmp_path / "big.log"
+    with open(path, "wb") as out:
+        out.write(b"x" * 1000 + b"\n")
+        out.seek(3 << 30)
+        out.write("\n{'loss': '1.5', 'epoch': '0.5'}\n\r  7%|▋         | 7/100 [00:01<00:10,  9.0it/s]\n".encode())
+    found = scan.tail(path)
+    assert found.point is not None and found.point.loss == 1.5 and found.point.step == 7
+    assert found.progress.step == 7
+
+
+@settings(max_examples=60, deadline=None)
+@given(cuts=st.lists(st.integers(min_value=0, max_value=2000), max_size=12))
+def test_any_split_into_writes_yields_the_same_records(tmp_path_factory, cuts):
+    data = (DATA / "v5.log").read_bytes() + (DATA / "torchrun.log").read_bytes() + (DATA / "v4.log").read_bytes()
+    whole = parse_lines(read_lines_from_bytes(tmp_path_factory.mktemp("w"), data))
+    path = tmp_path_factory.mktemp("s") / "log"
+    path.write_bytes(b"")
+    follower, parser, got = Follower(path), LogParser(), []
+    bounds = sorted({min(c, len(data)) for c in cuts} | {len(data)})
+    start = 0
+    for end in bounds:
+        with open(path, "ab") as out:
+            out.write(data[start:end])
+        start = end
+        for number, text in follower.read():
+            got += parser.feed(number, text)
+    for number, text in follower.flush():
+        got += parser.feed(number, text)
+    got += parser.finish()
+    assert got == whole
+
+
+def read_lines_from_bytes(folder: Path, data: bytes):
+    path = folder / "whole"
+    path.write_bytes(data)
+    return read_lines(path)
