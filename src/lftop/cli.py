@@ -243,12 +243,46 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def open_app(args: argparse.Namespace, select: str | None = None) -> int:
+    from lftop.tui.app import LftopApp
+
+    app = LftopApp(args.home, args.interval, args.readonly, args.theme, select)
+    message = app.run(mouse=not args.no_mouse)
+    if message:
+        print(message)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from lftop import paths, tinymodel
+
+    os.environ.setdefault("LFTOP_SIMULATE", "2")
+    print("building the tiny model (a few seconds)...", flush=True)
+    tinymodel.build(args.home / "tiny")
+    demo = args.home / "profiles" / "demo.toml"
+    demo.parent.mkdir(parents=True, exist_ok=True)
+    demo.write_text(
+        "# Written by `lftop demo`: the shipped CPU demo, into a fresh output_dir.\n"
+        f'[profile]\nextends = "{paths.shipped("profiles") / "demo-cpu.toml"}"\n\n'
+        f'[train]\noutput_dir = "$LFTOP_HOME/saves/demo-{time.strftime("%Y%m%d-%H%M%S")}"\n'
+    )
+    run = launcher.launch(load_profile(demo), args.home, gpus="0")  # simulated GPU 0 fills while it trains
+    return open_app(args, select=run.id)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lftop", description=__doc__)
     parser.add_argument("--version", action="version", version=f"lftop {__version__}")
     parser.add_argument("--home", help="runs and settings folder (default: $LFTOP_HOME or ~/.local/state/lftop)")
     parser.add_argument("--simulate", metavar="N", help="simulated GPUs instead of NVML: a count, e.g. 2 (LFTOP_SIMULATE)")
+    parser.add_argument("--readonly", action="store_true", help="the app watches and never controls")
+    parser.add_argument("--interval", type=float, default=0.0, help="refresh interval in seconds (default 1, floor 0.25)")
+    parser.add_argument("--theme", help="lftop-dark, lftop-light, lftop-mono or any Textual theme")
+    parser.add_argument("--no-mouse", action="store_true", help="keyboard only (no mouse reporting over SSH)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("demo", help="build the tiny model, start it training and open the app (no GPU needed)")
+    p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("validate", help="check profiles against LLaMA-Factory's arguments")
     p.add_argument("profiles", nargs="+", metavar="PROFILE")
@@ -326,8 +360,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.simulate:
         os.environ["LFTOP_SIMULATE"] = args.simulate  # the runs' own lftop processes see it too
     if args.command is None:
-        from lftop.commands import open_app
-
         return open_app(args)
     try:
         return args.func(args)

@@ -150,8 +150,11 @@ def launch(profile: Profile, home: Path, gpus: str | None = None, force: bool = 
     return run
 
 
-def resume(run: RunDir, home: Path) -> tuple[RunDir, int]:
-    """Relaunch a paused, failed, stopped or lost run from its newest complete checkpoint."""
+def resume(run: RunDir, home: Path, overrides: dict | None = None) -> tuple[RunDir, int]:
+    """Relaunch a paused, failed, stopped or lost run from its newest complete checkpoint.
+
+    `overrides` change arguments on the way (an OOM fix such as a smaller micro-batch).
+    """
     with run.lock():
         current = status(run)
         if current.alive:
@@ -167,14 +170,14 @@ def resume(run: RunDir, home: Path) -> tuple[RunDir, int]:
             if busy := _busy_output_dir(home, output_dir, but=run.id):
                 raise LaunchRefused(f"{output_dir} is in use by live run {busy.id}")
             step, path = newest
-            meta["args"] = {**meta["args"], "resume_from_checkpoint": str(path)}
+            meta["args"] = {**meta["args"], **(overrides or {}), "resume_from_checkpoint": str(path)}
             meta["args"].pop("overwrite_output_dir", None)  # it would delete trainer_log.jsonl: the history
             meta["command"] = [str(part) for part in meta["command"]]
             run.write_meta(meta)
             (run.path / "args.yaml").write_text(convert.to_yaml(meta["args"]))
             run.clear_control()
             run.set_state("starting")
-            run.event("resumed", step=step, checkpoint=str(path))
+            run.event("resumed", step=step, checkpoint=str(path), overrides=overrides or {})
             _start(run)
     return run, step
 

@@ -1,0 +1,1 @@
+"""The Textual app: the only package of lftop that imports Textual."""

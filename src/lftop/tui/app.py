@@ -1,0 +1,333 @@
+"""lftop's app: GPUs, runs, the selected run's loss and log on one screen; launch, pause, resume, stop."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from collections import deque
+from pathlib import Path
+
+from textual import work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Footer, Input, Static
+
+from lftop.runs import launcher
+from lftop.runs.rundir import ACTIVE, RunDir, RunLocked
+from lftop.runs.status import RunStatus
+from lftop.tui.feeds import GpuFeed, RunsFeed
+from lftop.tui.messages import ActionDone, Curves, GpuSampled, LogPolled, RunsPolled
+from lftop.tui.screens import ConfirmScreen, HelpScreen, LaunchScreen, RunScreen
+from lftop.tui.themes import load_themes
+from lftop.tui.widgets import CurvePanel, GpuPanel, LogTail, RunsTable
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+MIN_SIZE = (80, 24)
+
+
+def read_config(home: Path) -> dict:
+    """$LFTOP_HOME/config.toml: [ui] theme, interval; [keys] binding id = keys."""
+    path = home / "config.toml"
+    try:
+        return tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        print(f"lftop: ignoring {path}: {exc}", file=sys.stderr)
+        return {}
+
+
+class LftopApp(App):
+    CSS_PATH = "lftop.tcss"
+    TITLE = "lftop"
+    BINDINGS = [
+        Binding("l", "launch", "Launch", id="lftop.launch"),
+        Binding("p", "pause", "Pause", id="lftop.pause"),
+        Binding("r", "resume", "Resume", id="lftop.resume"),
+        Binding("s", "stop", "Stop", id="lftop.stop"),
+        Binding("f", "fix", "Fix OOM", id="lftop.fix"),
+        Binding("enter", "open", "Open", id="lftop.open", show=False),
+        Binding("slash", "filter", "Filter", id="lftop.filter"),
+        Binding("escape", "back", "Back", id="lftop.back", show=False),
+        Binding("question_mark", "help", "Help", id="lftop.help"),
+        Binding("q", "quit", "Quit", id="lftop.quit"),
+    ]
+
+    def __init__(self, home: Path, interval: float = 1.0, readonly: bool = False, theme: str | None = None,
+                 select: str | None = None) -> None:
+        super().__init__()
+        self.home = home
+        self.config = read_config(home)
+        ui = self.config.get("ui", {})
+        self.interval = interval if interval else float(ui.get("interval", 1.0))
+        self.readonly = readonly
+        for t in load_themes():
+            self.register_theme(t)
+        self.theme = theme or ui.get("theme", "lftop-dark")
+        if keys := self.config.get("keys"):
+            self.set_keymap({str(k): str(v) for k, v in keys.items()})
+        self.runs: list[RunStatus] = []
+        self.curves: Curves | None = None
+        self.lines: deque[str] = deque(maxlen=2000)
+        self.etas: dict[str, float | None] = {}
+        self.fixes: dict[str, object] = {}  # run id -> Suggestion after an OOM
+        self._states: dict[str, str] = {}
+        self._needle = ""
+        self._select = select
+        self.runs_feed = RunsFeed(self, home, self.interval)
+        self.gpu_feed = GpuFeed(self, self.runs_feed, home, self.interval)
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="main"):
+            yield GpuPanel(id="gpus")
+            with Horizontal(id="middle"):
+                yield RunsTable(id="runs")
+                yield CurvePanel(id="curves")
+            yield LogTail(id="log")
+            yield Input(placeholder="filter runs (esc clears)", id="filter")
+        yield Static(f"terminal too small: lftop needs {MIN_SIZE[0]}×{MIN_SIZE[1]}", id="too-small")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#filter").display = False
+        self.query_one(RunsTable).focus()
+        self._fit(self.size.width, self.size.height)
+        self.runs_feed.thread.start()
+        self.gpu_feed.thread.start()
+        try:  # the terminal went away (SSH dropped, tmux pane killed): leave cleanly
+            import asyncio
+
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.exit)
+        except (NotImplementedError, RuntimeError):
+            pass
+
+    def on_unmount(self) -> None:
+        self.runs_feed.thread.stop()
+        self.gpu_feed.thread.stop()
+
+    def on_resize(self, event) -> None:
+        self._fit(event.size.width, event.size.height)
+
+    def _fit(self, width: int, height: int) -> None:
+        small = width < MIN_SIZE[0] or height < MIN_SIZE[1]
+        self.query_one("#main").display = not small
+        self.query_one("#too-small").display = small
+        self.set_class(height < 40, "compact")
+
+    # -- messages from the feeds -----------------------------------------------------------------
+    def on_gpu_sampled(self, message: GpuSampled) -> None:
+        from lftop.gpu.sampler import record
+
+        panel = self.query_one(GpuPanel)
+        record(panel.rings, message.sample)
+        panel.show(message.sample)
+
+    def on_runs_polled(self, message: RunsPolled) -> None:
+        self.runs = message.runs
+        table = self.query_one(RunsTable)
+        table.show(self.runs, self.etas, self._needle)
+        if self._select and self._select in [r.id for r in self.runs]:
+            table.move_cursor(row=[str(k.value) for k in table.rows].index(self._select))
+            self._select = None
+        self.runs_feed.selected = table.selected()
+        for run in self.runs:
+            before = self._states.get(run.id)
+            self._states[run.id] = run.state
+            if before in ACTIVE and run.state in ("completed", "failed", "lost", "paused", "stopped"):
+                self._announce(run)
+
+    def _announce(self, run: RunStatus) -> None:
+        if run.state == "paused":
+            self.notify(f"{run.id} paused at checkpoint-{run.checkpoints[-1] if run.checkpoints else '?'}")
+            return
+        if run.state == "stopped":
+            return
+        self.bell()
+        if run.state == "completed":
+            self.notify(f"{run.id} completed", title="Run finished")
+        elif run.failure and run.failure.get("kind") == "oom":
+            self.notify(f"{run.id} ran out of GPU memory: {run.failure.get('message', '')}", title="OOM",
+                        severity="error", timeout=30)
+            self.suggest_fix(run)
+        else:
+            why = (run.failure or {}).get("message") or (run.log_tail[-1] if run.log_tail else "")
+            self.notify(f"{run.id} {run.state}: {why}", title="Run stopped", severity="error", timeout=20)
+
+    def on_log_polled(self, message: LogPolled) -> None:
+        log = self.query_one(LogTail)
+        if message.reset:
+            log.clear()
+            self.lines.clear()
+        self.curves = message.curves
+        self.etas[message.curves.run] = message.curves.eta_s
+        self.lines.extend(message.lines)
+        self.query_one(CurvePanel).show(message.curves)
+        log.add(message.lines)
+        if isinstance(self.screen, RunScreen):
+            self.screen.update(message.curves, message.lines)
+
+    def on_action_done(self, message: ActionDone) -> None:
+        self.notify(message.text, severity=message.severity)
+
+    def on_data_table_row_highlighted(self, event: RunsTable.RowHighlighted) -> None:
+        self.runs_feed.selected = str(event.row_key.value) if event.row_key else None
+
+    def on_data_table_row_selected(self, event: RunsTable.RowSelected) -> None:
+        self.action_open()
+
+    # -- actions -----------------------------------------------------------------------------------
+    def _selected(self) -> RunStatus | None:
+        chosen = self.query_one(RunsTable).selected()
+        return next((r for r in self.runs if r.id == chosen), None)
+
+    def _can_control(self) -> bool:
+        if self.readonly:
+            self.notify("read-only: lftop was started with --readonly", severity="warning")
+        return not self.readonly
+
+    def _refuse(self, text: str) -> None:
+        self.notify(text, severity="warning")
+
+    def action_pause(self) -> None:
+        run = self._selected()
+        if not self._can_control():
+            return
+        if run is None:
+            return self._refuse("no run selected")
+        if run.state != "running":
+            return self._refuse(f"{run.id} is {run.state}: only a running run can pause")
+        self.control("pause", run.id)
+
+    def action_resume(self) -> None:
+        run = self._selected()
+        if not self._can_control():
+            return
+        if run is None:
+            return self._refuse("no run selected")
+        if run.alive or run.state in ("completed",):
+            return self._refuse(f"{run.id} is {run.state}: nothing to resume")
+        if not run.checkpoints:
+            return self._refuse(f"{run.id} has no complete checkpoint to resume from")
+        self.control("resume", run.id)
+
+    def action_stop(self) -> None:
+        run = self._selected()
+        if not self._can_control():
+            return
+        if run is None:
+            return self._refuse("no run selected")
+        if not run.alive:
+            return self._refuse(f"{run.id} is {run.state}: not running")
+        question = f"Stop {run.id}? The process tree is killed and nothing is saved (p pauses with a checkpoint)."
+        self.push_screen(ConfirmScreen(question), lambda yes: self.control("stop", run.id) if yes else None)
+
+    def action_fix(self) -> None:
+        run = self._selected()
+        if not self._can_control():
+            return
+        if run is None or run.id not in self.fixes:
+            return self._refuse("no OOM fix to apply: f relaunches a run that ran out of memory")
+        self.control("fix", run.id)
+
+    @work(thread=True, group="control")
+    def control(self, verb: str, run_id: str) -> None:
+        """Pause, resume, stop or fix-and-resume in a worker thread: all of them touch disk and processes."""
+        run = RunDir(self.home / "runs" / run_id)
+        try:
+            if verb == "pause":
+                launcher.pause(run)
+                text = f"{run_id}: pause requested, a checkpoint is saved at the next step"
+            elif verb == "resume":
+                _, step = launcher.resume(run, self.home)
+                text = f"{run_id}: resumed from step {step}"
+            elif verb == "fix":
+                fix = self.fixes.pop(run_id)
+                _, step = launcher.resume(run, self.home, overrides=fix.set)
+                text = f"{run_id}: resumed from step {step} with " + ", ".join(f"{k}={v}" for k, v in fix.set.items())
+            else:
+                count = launcher.stop(run)
+                text = f"{run_id}: stopped ({count} processes)"
+            self.post_message(ActionDone(text))
+        except (launcher.LaunchRefused, RunLocked) as exc:
+            self.post_message(ActionDone(str(exc), "warning"))
+
+    @work(thread=True, group="control")
+    def suggest_fix(self, run: RunStatus) -> None:
+        from lftop.estimate.advice import advise
+        from lftop.estimate.arch import UnknownModel
+
+        meta = RunDir(self.home / "runs" / run.id).meta()
+        sample = self.query_one(GpuPanel).sample
+        capacity = None
+        if sample and sample.gpus.devices:
+            free = [d.mem_total for d in sample.gpus.devices if d.mem_total]
+            capacity = min(free) / (1 << 30) if free else None
+        try:
+            report = advise(meta["args"], meta.get("nproc", 1), capacity or 0.01)
+        except (UnknownModel, KeyError) as exc:
+            self.post_message(ActionDone(f"no fix to suggest: {exc}", "warning"))
+            return
+        fitting = [s for s in report.suggestions if capacity and s.per_gpu_gib <= 0.92 * capacity]
+        choice = (fitting or report.suggestions or [None])[0]
+        if choice is None:
+            return
+        self.fixes[run.id] = choice
+        setting = ", ".join(f"{k}={v}" for k, v in choice.set.items())
+        self.post_message(ActionDone(f"{run.id}: press f to resume from the last checkpoint with {setting} "
+                                     f"({choice.per_gpu_gib:.1f} GiB predicted)", "warning"))
+
+    def action_launch(self) -> None:
+        if not self._can_control():
+            return
+        self.push_screen(LaunchScreen(self.home), self._launch_chosen)
+
+    def _launch_chosen(self, profile) -> None:
+        if profile is not None:
+            self.launch_profile(profile)
+
+    @work(thread=True, group="control")
+    def launch_profile(self, profile) -> None:
+        try:
+            run = launcher.launch(profile, self.home, force=False)
+            self._select = run.id
+            self.post_message(ActionDone(f"launched {run.id}"))
+        except launcher.LaunchRefused as exc:
+            self.post_message(ActionDone(str(exc), "error"))
+
+    def action_open(self) -> None:
+        run = self._selected()
+        if run is None:
+            return self._refuse("no run selected")
+        curves = self.curves if self.curves and self.curves.run == run.id else None
+        self.push_screen(RunScreen(run.id, curves, list(self.lines) if curves else []))
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.display = True
+        box.focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self._needle = event.value.strip().lower()
+        self.query_one(RunsTable).show(self.runs, self.etas, self._needle)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.query_one(RunsTable).focus()
+
+    def action_back(self) -> None:
+        box = self.query_one("#filter", Input)
+        if box.display:
+            box.value = ""
+            box.display = False
+            self.query_one(RunsTable).focus()
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    def action_quit(self) -> None:
+        alive = sum(1 for r in self.runs if r.alive)
+        self.exit(f"lftop: {alive} run(s) keep going in the background; `lftop` attaches to them again." if alive else None)

@@ -1,0 +1,51 @@
+"""Typed messages the feed threads post to the app; the main thread only renders them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from textual.message import Message
+
+from lftop.gpu.sampler import Sample
+from lftop.runs.status import RunStatus
+
+
+class GpuSampled(Message):
+    def __init__(self, sample: Sample) -> None:
+        super().__init__()
+        self.sample = sample
+
+
+class RunsPolled(Message):
+    def __init__(self, runs: list[RunStatus]) -> None:
+        super().__init__()
+        self.runs = runs
+
+
+@dataclass
+class Curves:
+    """What the selected run's logs say, copied out of the feed thread."""
+
+    run: str
+    loss: list[float] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)
+    eval_loss: list[float] = field(default_factory=list)
+    grad_norm: list[float] = field(default_factory=list)
+    step: int | None = None
+    total: int | None = None
+    eta_s: float | None = None
+    failures: list[str] = field(default_factory=list)
+
+
+class LogPolled(Message):
+    def __init__(self, curves: Curves, lines: list[str], reset: bool) -> None:
+        super().__init__()
+        self.curves, self.lines, self.reset = curves, lines, reset
+
+
+class ActionDone(Message):
+    """A control action finished in a worker thread: say how it went."""
+
+    def __init__(self, text: str, severity: str = "information") -> None:
+        super().__init__()
+        self.text, self.severity = text, severity

@@ -1,0 +1,108 @@
+"""Rich renderables for the panels: text built from snapshots, no I/O."""
+
+from __future__ import annotations
+
+import time
+
+from rich.text import Text
+
+from lftop.gpu.ring import Rings
+from lftop.gpu.sampler import Sample
+
+GIB = 1 << 30
+BARS = "▁▂▃▄▅▆▇█"
+
+
+def spark(values: list[float], width: int, lo: float | None = None, hi: float | None = None) -> str:
+    """A one-line sparkline of the last `width` values (bucketed by max when longer)."""
+    if not values or width <= 0:
+        return ""
+    if len(values) > width:
+        step = len(values) / width
+        values = [max(values[int(i * step): max(int((i + 1) * step), int(i * step) + 1)]) for i in range(width)]
+    lo = min(values) if lo is None else lo
+    hi = max(values) if hi is None else hi
+    span = (hi - lo) or 1.0
+    return "".join(BARS[min(7, max(0, int((v - lo) / span * 7.999)))] for v in values)
+
+
+def bar(fraction: float | None, width: int) -> Text:
+    if fraction is None:
+        return Text("N/A".center(width), style="dim")
+    filled = round(max(0.0, min(1.0, fraction)) * width)
+    style = "bold red" if fraction > 0.9 else "yellow" if fraction > 0.7 else "green"
+    return Text("█" * filled, style=style) + Text("░" * (width - filled), style="dim")
+
+
+def na(value, fmt: str = "{}") -> str:
+    return "N/A" if value is None else fmt.format(value)
+
+
+def gpu_panel(s: Sample | None, rings: Rings, width: int, detail: bool) -> Text:
+    """One line per GPU (memory bar, utilisation, temperature, power, history), processes when `detail`."""
+    if s is None:
+        return Text("reading GPUs…", style="dim")
+    g = s.gpus
+    out = Text()
+    if g.error:
+        out.append(f"GPUs: {g.error}\n", style="yellow")
+    name_w = 14 if width < 100 else 24
+    spark_w = max(0, width - name_w - 66)
+    for d in g.devices:
+        if d.lost:
+            out.append(f"{d.index} ", style="bold")
+            out.append(f"LOST: {d.error}\n", style="bold red")
+            continue
+        used = d.mem_used / GIB if d.mem_used is not None else None
+        total = d.mem_total / GIB if d.mem_total else None
+        out.append(f"{d.index} ", style="bold")
+        out.append(f"{(d.name or '?').replace('NVIDIA ', '').replace('GeForce ', '')[:name_w]:<{name_w}} ")
+        out.append_text(bar(used / total if used is not None and total else None, 12))
+        out.append(f" {na(used, '{:5.1f}')}/{na(total, '{:.0f}')}G ")
+        util = d.util_gpu
+        out.append(f"{na(util, '{:>3}%'):>4}", style="bold green" if util and util > 50 else "")
+        temp_style = "bold red" if d.temperature and d.temperature >= 85 else ""
+        out.append(f" {na(d.temperature, '{}°C'):>5}", style=temp_style)
+        out.append(f" {na(d.power_w, '{:.0f}'):>4}/{na(d.power_limit_w, '{:.0f}')}W fan {na(d.fan, '{}%'):>4} ")
+        if spark_w >= 8:
+            out.append(spark(rings.get(f"gpu{d.index}.util").values(), spark_w, 0, 100), style="cyan")
+        out.append("\n")
+        if detail:
+            for p in d.processes:
+                o = s.owners.get(p.pid)
+                who = f"run {o.run}" if o and o.run else (o.user or "?") if o else "?"
+                mem = na(p.used_bytes / GIB if p.used_bytes is not None else None, "{:.1f}G")
+                out.append(f"   └ pid {p.pid:<7} {mem:>6} {who}", style="bold magenta" if o and o.run else "dim")
+                out.append(f"  {(o.command if o else '')[:max(0, width - 50)]}\n", style="dim")
+    h = s.host
+    out.append(f"host CPU {h.cpu_percent:4.0f}%  RAM {h.ram_used / GIB:.1f}/{h.ram_total / GIB:.0f}G  "
+               f"swap {h.swap_used / GIB:.1f}G  load {h.load[0]:.2f}", style="dim")
+    disk = min(h.disk_free.values(), default=None)
+    if disk is not None:
+        out.append(f"  disk {disk / GIB:.0f}G free", style="red" if disk < 10 * GIB else "dim")
+    return out
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+def age(created: float | None) -> str:
+    return duration(time.time() - created) if created else "-"
+
+
+def progress(step: int | None, total: int | None, width: int = 10) -> Text:
+    if step is None or not total:
+        return Text("-")
+    return bar(step / total, width) + Text(f" {step}/{total}")
+
+
+STATE_STYLE = {
+    "running": "bold green", "starting": "cyan", "pausing": "yellow", "paused": "yellow",
+    "completed": "blue", "failed": "bold red", "lost": "bold red", "stopped": "dim",
+}

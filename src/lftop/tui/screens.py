@@ -1,0 +1,192 @@
+"""Screens over the dashboard: launch, one run full-screen, confirmation, help. Esc backs out of each."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Footer, OptionList, Static
+
+from lftop.profiles import Profile, ProfileError, convert, load
+from lftop.tui.messages import Curves
+from lftop.tui.widgets import CurvePanel, LogTail
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    BINDINGS = [Binding("y", "answer(True)", "Yes", id="confirm.yes"),
+                Binding("n,escape", "answer(False)", "No", id="confirm.no")]
+
+    def __init__(self, question: str) -> None:
+        super().__init__()
+        self.question = question
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Static(self.question)
+            yield Static("[b]y[/b] yes    [b]n[/b]/[b]esc[/b] no", classes="hint")
+
+    def action_answer(self, yes: bool) -> None:
+        self.dismiss(yes)
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [Binding("escape,question_mark,q", "app.pop_screen", "Close", id="help.close")]
+
+    def compose(self) -> ComposeResult:
+        lines = Text()
+        lines.append("lftop keys\n\n", style="bold")
+        for binding in self.app.active_bindings.values():
+            b = binding.binding
+            if b.description:
+                lines.append(f"  {self.app.get_key_display(b):>8}  ", style="bold")
+                lines.append(f"{b.description}\n")
+        lines.append("\n  Runs keep going when lftop exits; any lftop attaches to them again.\n", style="dim")
+        lines.append("  Remap keys by binding id in $LFTOP_HOME/config.toml, [keys] \"lftop.pause\" = \"P\".\n", style="dim")
+        with Vertical(id="dialog"):
+            yield Static(lines)
+
+
+class RunScreen(Screen):
+    """One run: a large loss chart and its log."""
+
+    BINDINGS = [Binding("escape", "app.pop_screen", "Back", id="run.back")]
+
+    def __init__(self, run: str, curves: Curves | None, lines: list[str]) -> None:
+        super().__init__()
+        self.run, self.curves, self.lines = run, curves, lines
+
+    def compose(self) -> ComposeResult:
+        yield CurvePanel(tall=True, id="run-curves")
+        yield LogTail(id="run-log")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.update(self.curves, self.lines)
+
+    def update(self, curves: Curves | None, lines: list[str]) -> None:
+        if curves is not None and curves.run == self.run:
+            self.query_one(CurvePanel).show(curves)
+        if lines:
+            self.query_one(LogTail).add(lines)
+
+
+def profile_dirs(home: Path) -> list[Path]:
+    from lftop import paths
+
+    return [d for d in (Path.cwd() / "profiles", home / "profiles", paths.shipped("profiles")) if d.is_dir()]
+
+
+class LaunchScreen(ModalScreen[Profile | None]):
+    """Pick a profile, see its arguments and memory estimate, apply suggestions, launch."""
+
+    BINDINGS = [
+        Binding("escape", "dismiss_none", "Back", id="launch.back"),
+        Binding("enter", "launch", "Launch", id="launch.go", priority=True),
+        *[Binding(str(i), f"apply({i})", show=False, id=f"launch.apply{i}") for i in range(1, 10)],
+    ]
+
+    def __init__(self, home: Path) -> None:
+        super().__init__()
+        self.home = home
+        self.paths = sorted({p.resolve() for d in profile_dirs(home) for p in d.glob("*.toml")}, key=lambda p: p.name)
+        self.profile: Profile | None = None
+        self.overrides: dict = {}
+        self.report = None
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="launch"):
+            yield OptionList(*[p.name for p in self.paths], id="profiles")
+            with VerticalScroll(id="launch-detail"):
+                yield Static("choose a profile", id="detail")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one(OptionList).border_title = "Profiles"
+        if self.paths:
+            self.query_one(OptionList).highlighted = 0
+
+    def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        self.overrides = {}
+        self.evaluate(self.paths[event.option_index])
+
+    @work(thread=True, exclusive=True, group="estimate")
+    def evaluate(self, path: Path) -> None:
+        """Load, validate and estimate off the event loop (reads files, config.json and NVML)."""
+        from lftop.estimate.advice import describe
+        from lftop.estimate.arch import UnknownModel
+        from lftop.estimate.plan import plan
+
+        text = Text()
+        report = None
+        try:
+            profile = load(path)
+            if self.overrides:
+                profile = replace(profile, train={**profile.train, **self.overrides})
+        except ProfileError as exc:
+            text.append("\n".join(str(p) for p in exc.problems), style="bold red")
+            self.app.call_from_thread(self._show, None, None, text)
+            return
+        text.append(f"{profile.description or profile.name}\n", style="bold")
+        for warning in profile.warnings:
+            text.append(f"warning: {warning.key}: {warning.message}\n", style="yellow")
+        if profile.abstract:
+            text.append("a base for other profiles: launch one that extends it\n", style="yellow")
+        text.append(f"effective batch {profile.effective_batch()}\n\n", style="dim")
+        if profile.abstract:
+            self.app.call_from_thread(self._show, profile, None, text)
+            return
+        try:
+            result = plan(profile)
+            report = result.report
+            if report is None:
+                text.append(f"estimate: {result.note}\n", style="dim")
+            else:
+                style = {"fits": "green", "tight": "yellow", "oom": "bold red"}.get(report.verdict or "", "")
+                lines = describe(report)
+                text.append(lines[0] + "\n")
+                text.append(lines[1] + "\n", style=style)
+                for line in lines[2:]:
+                    if line.lstrip().startswith("try "):
+                        continue
+                    text.append(line + "\n", style="dim")
+                for i, s in enumerate(report.suggestions[:9], 1):
+                    setting = ", ".join(f"{k}={v}" for k, v in s.set.items())
+                    text.append(f" [{i}] {setting}: {s.per_gpu_gib:.1f} GiB  ", style="bold")
+                    text.append(f"{s.why}\n", style="dim")
+        except UnknownModel as exc:
+            text.append(f"estimate: {exc}\n", style="yellow")
+        except Exception as exc:  # a surprising profile must not take the app down
+            text.append(f"estimate failed: {type(exc).__name__}: {exc}\n", style="yellow")
+        text.append("\n" + convert.to_yaml(profile.args()), style="dim")
+        self.app.call_from_thread(self._show, profile, report, text)
+
+    def _show(self, profile: Profile | None, report, text: Text) -> None:
+        self.profile, self.report = profile, report
+        self.query_one("#detail", Static).update(text)
+
+    def action_apply(self, index: int) -> None:
+        if self.report is None or index > len(self.report.suggestions) or self.profile is None:
+            self.notify("no such suggestion", severity="warning")
+            return
+        self.overrides = {**self.overrides, **self.report.suggestions[index - 1].set}
+        self.evaluate(self.profile.path)
+
+    def action_launch(self) -> None:
+        if self.profile is None or self.profile.abstract:
+            self.notify("choose a valid profile first", severity="warning")
+            return
+        if self.report is not None and self.report.verdict == "oom":
+            question = (f"{self.profile.name} is predicted to run out of memory "
+                        f"({self.report.per_gpu_gib:.1f} GiB > {self.report.capacity_gib:.1f} GiB). Launch anyway?")
+            self.app.push_screen(ConfirmScreen(question), lambda yes: self.dismiss(self.profile) if yes else None)
+            return
+        self.dismiss(self.profile)
+
+    def action_dismiss_none(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,139 @@
+"""The dashboard's panels. They render what messages bring; none of them reads files or NVML."""
+
+from __future__ import annotations
+
+import re
+
+from rich.text import Text
+from textual.containers import Vertical
+from textual.widgets import DataTable, RichLog, Sparkline, Static
+
+from lftop.gpu.ring import Rings
+from lftop.gpu.sampler import Sample
+from lftop.runs.status import RunStatus
+from lftop.tui import render
+from lftop.tui.messages import Curves
+
+_ERROR = re.compile(r"Error|error:|Traceback|out of memory|NCCL|Killed|exitcode", re.I)
+_WARN = re.compile(r"WARNING|Warning")
+
+
+class GpuPanel(Static):
+    """Per-GPU memory, utilisation, temperature, power and history; processes and their runs."""
+
+    def __init__(self, **kw) -> None:
+        super().__init__("reading GPUs…", **kw)
+        self.border_title = "GPUs"
+        self.sample: Sample | None = None
+        self.rings = Rings()
+
+    def show(self, sample: Sample) -> None:
+        self.sample = sample
+        self.refresh_text()
+
+    def refresh_text(self) -> None:
+        detail = self.app.size.height >= 40
+        self.update(render.gpu_panel(self.sample, self.rings, self.content_size.width or self.app.size.width, detail))
+
+
+class RunsTable(DataTable):
+    """One row per run: state, progress, loss, ETA, GPUs, age."""
+
+    COLUMNS = ("run", "state", "progress", "loss", "ETA", "GPUs", "age")
+
+    def on_mount(self) -> None:
+        self.cursor_type = "row"
+        self.zebra_stripes = False
+        for name in self.COLUMNS:
+            self.add_column(name, key=name)
+        self.border_title = "Runs"
+
+    def show(self, runs: list[RunStatus], etas: dict[str, float | None], needle: str) -> None:
+        wanted = [r for r in runs if not needle or needle in f"{r.id} {r.state} {r.profile}".lower()]
+        keys = [r.id for r in wanted]
+        present = [str(k.value) for k in self.rows]
+        if present != keys:
+            selected = self.selected()
+            self.clear()
+            for r in wanted:
+                self.add_row(*self._cells(r, etas.get(r.id)), key=r.id)
+            if selected in keys:
+                self.move_cursor(row=keys.index(selected))
+            return
+        for r in wanted:
+            for column, value in zip(self.COLUMNS, self._cells(r, etas.get(r.id))):
+                self.update_cell(r.id, column, value)
+
+    @staticmethod
+    def _cells(r: RunStatus, eta: float | None) -> tuple:
+        state = Text(r.state, style=render.STATE_STYLE.get(r.state, ""))
+        loss = f"{r.loss:.4f}" if r.loss is not None else "-"
+        gpus = "cpu" if r.gpus == "" else (r.gpus or "all")
+        return (r.id, state, render.progress(r.step, r.total_steps), loss,
+                render.duration(eta) if r.state == "running" else "-", gpus, render.age(r.created))
+
+    def selected(self) -> str | None:
+        if not self.row_count:
+            return None
+        try:
+            return str(self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value)
+        except Exception:  # the cursor is past the rows after a filter
+            return None
+
+
+class CurvePanel(Vertical):
+    """The selected run's loss, learning rate and eval loss as sparklines, with the latest numbers."""
+
+    def __init__(self, tall: bool = False, **kw) -> None:
+        super().__init__(**kw)
+        self.tall = tall
+        self.border_title = "Loss"
+
+    def compose(self):
+        yield Static("no run selected", classes="numbers")
+        yield Sparkline([], classes="loss" + (" tall" if self.tall else ""))
+        yield Static("learning rate", classes="caption")
+        yield Sparkline([], classes="lr")
+        yield Static("eval loss", classes="caption")
+        yield Sparkline([], classes="eval")
+
+    def show(self, c: Curves) -> None:
+        self.border_title = f"Loss · {c.run}"
+        last = f"loss {c.loss[-1]:.4f} (min {min(c.loss):.4f})" if c.loss else "no loss yet"
+        parts = [last]
+        if c.lr:
+            parts.append(f"lr {c.lr[-1]:.2e}")
+        if c.grad_norm:
+            parts.append(f"grad {c.grad_norm[-1]:.3f}")
+        if c.eval_loss:
+            parts.append(f"eval {c.eval_loss[-1]:.4f}")
+        if c.step is not None:
+            parts.append(f"step {c.step}/{c.total}  ETA {render.duration(c.eta_s)}")
+        self.query_one(".numbers", Static).update("  ".join(parts))
+        self.query_one(".loss", Sparkline).data = c.loss
+        self.query_one(".lr", Sparkline).data = c.lr
+        self.query_one(".eval", Sparkline).data = c.eval_loss
+
+
+class LogTail(RichLog):
+    """Follows the run's log; stops following when scrolled up, counting what arrives meanwhile."""
+
+    def __init__(self, **kw) -> None:
+        super().__init__(max_lines=2000, wrap=False, markup=False, highlight=False, auto_scroll=False, **kw)
+        self.border_title = "Log"
+        self.unseen = 0
+
+    def add(self, lines: list[str]) -> None:
+        following = self.is_vertical_scroll_end or self.max_scroll_y == 0
+        for raw in lines:
+            line = raw.rsplit("\r", 1)[-1] if "\r" in raw else raw  # a tqdm line: its last frame
+            if not line.strip():
+                continue
+            style = "bold red" if _ERROR.search(line) else "yellow" if _WARN.search(line) else ""
+            self.write(Text(line, style=style), scroll_end=following)
+            if not following:
+                self.unseen += 1
+        if following:
+            self.unseen = 0
+        self.border_subtitle = f"↓ {self.unseen} new lines (End to follow)" if self.unseen else ""
+
