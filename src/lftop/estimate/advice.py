@@ -90,7 +90,7 @@ def advise(args: dict, gpus: int = 1, capacity_gib: float | None = None, base: P
     if capacity_gib is not None and verdict(current.per_gpu_gib, capacity_gib) != "fits":
         for change, why in _candidates(args, gpus):
             new = estimate(model, setup_from_args({**args, **change}, gpus, base)).per_gpu_gib
-            if new < current.per_gpu_gib - 0.05:
+            if new < current.per_gpu_gib - 1e-4:  # any real saving; each shows its own number
                 suggestions.append(Suggestion(change, new, why))
     return Report(model, current, gpus, capacity_gib, suggestions)
 

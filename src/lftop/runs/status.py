@@ -62,8 +62,8 @@ def status(run: RunDir) -> RunStatus:
         state = run.state()  # it may have finished between the two reads
         if state in ACTIVE:
             state = "starting" if ref is None else "lost"
-    elif state == "running" and run.control() == "pause":
-        state = "pausing"
+    elif (state == "running" and run.control() == "pause") or (state == "paused" and alive):
+        state = "pausing"  # paused means no process is left holding the GPUs
     output_dir = Path(meta.get("output_dir", ""))
     progress = tail_progress(output_dir / "trainer_log.jsonl")
     failure = next((e for e in reversed(run.events()) if e.get("event") == "failed"), None) if state == "failed" else None

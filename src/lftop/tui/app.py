@@ -14,8 +14,9 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Input, Static
 
 from lftop.runs import launcher
+from lftop.runs.process import wait_gone
 from lftop.runs.rundir import ACTIVE, RunDir, RunLocked
-from lftop.runs.status import RunStatus
+from lftop.runs.status import RunStatus, status
 from lftop.tui.feeds import GpuFeed, RunsFeed
 from lftop.tui.messages import ActionDone, Curves, GpuSampled, LogPolled, RunsPolled
 from lftop.tui.screens import ConfirmScreen, HelpScreen, LaunchScreen, RunScreen
@@ -59,7 +60,8 @@ class LftopApp(App):
     ]
 
     def __init__(self, home: Path, interval: float = 1.0, readonly: bool = False, theme: str | None = None,
-                 select: str | None = None) -> None:
+                 select: str | None = None, gpu_source=None) -> None:
+        """`gpu_source`, a callable returning a Sample, replaces live sampling (fixed frames for snapshots)."""
         super().__init__()
         self.home = home
         self.config = read_config(home)
@@ -80,7 +82,8 @@ class LftopApp(App):
         self._needle = ""
         self._select = select
         self.runs_feed = RunsFeed(self, home, self.interval)
-        self.gpu_feed = GpuFeed(self, self.runs_feed, home, self.interval)
+        self.runs_feed.selected = select
+        self.gpu_feed = GpuFeed(self, self.runs_feed, home, self.interval, gpu_source)
 
     def compose(self) -> ComposeResult:
         with Vertical(id="main"):
@@ -246,6 +249,9 @@ class LftopApp(App):
                 _, step = launcher.resume(run, self.home)
                 text = f"{run_id}: resumed from step {step}"
             elif verb == "fix":
+                current = status(run)
+                if current.process is not None:
+                    wait_gone(current.process, 30)  # a failed run may take a moment to exit
                 fix = self.fixes.pop(run_id)
                 _, step = launcher.resume(run, self.home, overrides=fix.set)
                 text = f"{run_id}: resumed from step {step} with " + ", ".join(f"{k}={v}" for k, v in fix.set.items())
@@ -267,8 +273,8 @@ class LftopApp(App):
         if sample and sample.gpus.devices:
             free = [d.mem_total for d in sample.gpus.devices if d.mem_total]
             capacity = min(free) / (1 << 30) if free else None
-        try:
-            report = advise(meta["args"], meta.get("nproc", 1), capacity or 0.01)
+        try:  # every suggestion, cheapest first: the run proved that the current setting does not fit
+            report = advise(meta["args"], meta.get("nproc", 1), capacity_gib=0.0)
         except (UnknownModel, KeyError) as exc:
             self.post_message(ActionDone(f"no fix to suggest: {exc}", "warning"))
             return

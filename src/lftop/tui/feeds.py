@@ -64,10 +64,10 @@ class RunsFeed:
 class GpuFeed:
     """Samples NVML (real or simulated) and the host."""
 
-    def __init__(self, app, runs: RunsFeed, home: Path, interval: float):
+    def __init__(self, app, runs: RunsFeed, home: Path, interval: float, source=None):
         self.app, self.runs_feed, self.home = app, runs, home
         self.nvml = Nvml()
-        self.thread = Sampler(self._poll, self._deliver, interval)
+        self.thread = Sampler(source or self._poll, self._deliver, interval)
 
     def _poll(self):
         return sample(self.nvml, self.runs_feed.process_refs(), [self.home])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from rich.text import Text
-from textual.containers import Vertical
+from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, RichLog, Sparkline, Static
 
 from lftop.gpu.ring import Rings
@@ -62,7 +62,7 @@ class RunsTable(DataTable):
             return
         for r in wanted:
             for column, value in zip(self.COLUMNS, self._cells(r, etas.get(r.id))):
-                self.update_cell(r.id, column, value)
+                self.update_cell(r.id, column, value, update_width=True)
 
     @staticmethod
     def _cells(r: RunStatus, eta: float | None) -> tuple:
@@ -91,11 +91,10 @@ class CurvePanel(Vertical):
 
     def compose(self):
         yield Static("no run selected", classes="numbers")
-        yield Sparkline([], classes="loss" + (" tall" if self.tall else ""))
-        yield Static("learning rate", classes="caption")
-        yield Sparkline([], classes="lr")
-        yield Static("eval loss", classes="caption")
-        yield Sparkline([], classes="eval")
+        for name, label in (("loss", "loss"), ("lr", "lr"), ("eval", "eval")):
+            with Horizontal(classes=f"curve {name}"):
+                yield Static(label, classes="label")
+                yield Sparkline([], classes=name + (" tall" if self.tall and name == "loss" else ""))
 
     def show(self, c: Curves) -> None:
         self.border_title = f"Loss · {c.run}"
@@ -110,9 +109,10 @@ class CurvePanel(Vertical):
         if c.step is not None:
             parts.append(f"step {c.step}/{c.total}  ETA {render.duration(c.eta_s)}")
         self.query_one(".numbers", Static).update("  ".join(parts))
-        self.query_one(".loss", Sparkline).data = c.loss
-        self.query_one(".lr", Sparkline).data = c.lr
-        self.query_one(".eval", Sparkline).data = c.eval_loss
+        self.query_one("Sparkline.loss", Sparkline).data = c.loss
+        self.query_one("Sparkline.lr", Sparkline).data = c.lr
+        self.query_one("Sparkline.eval", Sparkline).data = c.eval_loss
+        self.query_one("Horizontal.eval").display = bool(c.eval_loss)
 
 
 class LogTail(RichLog):

@@ -1,0 +1,136 @@
+"""The app driven by Textual's pilot against real runs of the tiny model."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from conftest import needs_llamafactory, write_profile
+from lftop.tui.app import LftopApp
+from lftop.tui.screens import ConfirmScreen, HelpScreen, LaunchScreen, RunScreen
+from lftop.tui.widgets import LogTail, RunsTable
+
+pytestmark = [pytest.mark.train, needs_llamafactory]
+
+
+async def until(pilot, condition, timeout: float = 180, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or condition}")
+        await pilot.pause(0.25)
+
+
+def state(app: LftopApp) -> str | None:
+    return app.runs[0].state if app.runs else None
+
+
+def notes(app: LftopApp) -> str:
+    return " | ".join(n.message for n in app._notifications)
+
+
+async def test_every_binding_against_a_real_run(home, tiny, tmp_path, monkeypatch):
+    monkeypatch.setenv("LFTOP_SIMULATE", "2")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "profiles").mkdir()
+    write_profile(tmp_path / "profiles" / "aaa-tiny.toml", tiny, tmp_path / "out", max_steps=4000, save_steps=10000)
+    app = LftopApp(home, interval=0.25)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("p")
+        await until(pilot, lambda: "no run selected" in notes(app), 5)
+
+        await pilot.press("l")  # launch: the first profile is ours (cwd profiles/ sort first by name)
+        await until(pilot, lambda: isinstance(app.screen, LaunchScreen) and app.screen.profile is not None, 30)
+        assert app.screen.profile.name == "aaa-tiny"
+        await pilot.press("enter")
+        await until(pilot, lambda: state(app) == "running" and (app.runs[0].step or 0) > 2, 180, "running")
+
+        await pilot.press("enter")  # open the run full-screen, then back
+        await until(pilot, lambda: isinstance(app.screen, RunScreen), 5)
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, RunScreen), 5)
+
+        await pilot.press("p")  # pause: a checkpoint, then the process exits
+        await until(pilot, lambda: state(app) == "paused", 120, "paused")
+        assert app.runs[0].checkpoints and not app.runs[0].alive
+        await pilot.press("p")
+        await until(pilot, lambda: "only a running run can pause" in notes(app), 5)
+
+        await pilot.press("r")
+        await until(pilot, lambda: state(app) == "running", 120, "resumed")
+        assert len(app.query_one(LogTail).lines) > 0
+
+        await pilot.press("slash")  # filter
+        await pilot.press("z", "z", "z")
+        await until(pilot, lambda: app.query_one(RunsTable).row_count == 0, 5)
+        await pilot.press("escape")
+        await until(pilot, lambda: app.query_one(RunsTable).row_count == 1, 5)
+
+        await pilot.press("question_mark")
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen), 5)
+        await pilot.press("escape")
+
+        await pilot.press("f")
+        await until(pilot, lambda: "no OOM fix to apply" in notes(app), 5)
+
+        await pilot.press("s")  # stop asks first
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), 5)
+        await pilot.press("n")
+        assert state(app) == "running"
+        await pilot.press("s")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), 5)
+        await pilot.press("y")
+        await until(pilot, lambda: state(app) == "stopped", 60, "stopped")
+        await pilot.press("q")
+    assert app.return_value is None  # nothing left running to mention
+
+
+async def test_an_oom_offers_a_one_key_relaunch_with_a_fitting_change(home, tiny, tmp_path, monkeypatch):
+    monkeypatch.setenv("LFTOP_SIMULATE", "1")
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(  # a real torch.OutOfMemoryError while the micro-batch is 2
+        "import transformers, torch\n"
+        "_step = transformers.Trainer.training_step\n"
+        "def training_step(self, *a, **k):\n"
+        "    if self.state.global_step >= 7 and self.args.per_device_train_batch_size > 1:\n"
+        "        raise torch.OutOfMemoryError('CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 8 GiB')\n"
+        "    return _step(self, *a, **k)\n"
+        "transformers.Trainer.training_step = training_step\n")
+    profile = write_profile(tmp_path / "p.toml", tiny, tmp_path / "out", max_steps=20, save_steps=5)
+    profile.write_text(profile.read_text().replace("[launch]", f'[launch]\nenv = {{ PYTHONPATH = "{hook}" }}'))
+    from lftop.profiles import load
+    from lftop.runs import launcher
+
+    run = launcher.launch(load(profile), home)
+    app = LftopApp(home, interval=0.25, select=run.id)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: state(app) == "failed", 180, "the OOM")
+        await until(pilot, lambda: run.id in app.fixes, 30, f"a fix: {notes(app)} {app.runs}")
+        assert app.fixes[run.id].set == {"per_device_train_batch_size": 1, "gradient_accumulation_steps": 2}
+        assert "press f" in notes(app)
+        await pilot.press("f")
+        await until(pilot, lambda: state(app) == "completed", 180, f"completion after the fix: {notes(app)}")
+    events = [e for e in run.events() if e["event"] == "resumed"]
+    assert events[-1]["step"] == 5 and events[-1]["overrides"]["per_device_train_batch_size"] == 1
+
+
+async def test_readonly_never_controls(home, tmp_path):
+    app = LftopApp(home, interval=0.25, readonly=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        for key in ("l", "p", "r", "s"):
+            await pilot.press(key)
+        await until(pilot, lambda: notes(app).count("read-only") == 4, 5)
+        assert not isinstance(app.screen, (LaunchScreen, ConfirmScreen))
+
+
+async def test_too_small_and_back(home):
+    app = LftopApp(home, interval=1)
+    async with app.run_test(size=(70, 20)) as pilot:
+        await pilot.pause(0.2)
+        assert app.query_one("#too-small").display and not app.query_one("#main").display
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause(0.2)
+        assert app.query_one("#main").display and not app.query_one("#too-small").display
