@@ -121,6 +121,7 @@ class LftopApp(App):
         self.query_one("#main").display = not small
         self.query_one("#too-small").display = small
         self.set_class(height < 40, "compact")
+        self.set_class(width < 120, "narrow")
 
     # -- messages from the feeds -----------------------------------------------------------------
     def on_gpu_sampled(self, message: GpuSampled) -> None:
