@@ -4,29 +4,43 @@ Partial last lines are held back until their newline arrives; lines longer than 
 last `max_line` bytes (a tqdm line of carriage-return frames is only worth its end). When the file
 shrinks (copytruncate) or its inode changes (deleted and recreated), reading starts again at the new
 beginning and `resets` counts up, so a consumer can drop what it derived from the old file.
+Reading hands out blocks of whole lines, decoded and cleaned in one pass each.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
-CHUNK = 1 << 20
-_CONTROL = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07|\x00")
+CHUNK = 8 << 20
+_CONTROL = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07\n]*\x07|\x00")
 
 
 def clean(raw: bytes) -> str:
-    """Text of a raw line: invalid UTF-8 replaced, ANSI escapes and NUL bytes removed."""
+    """Text of raw lines: invalid UTF-8 replaced, ANSI escapes and NUL bytes removed."""
     text = raw.decode("utf-8", "replace")
     return _CONTROL.sub("", text) if ("\x1b" in text or "\x00" in text) else text
 
 
+@dataclass(frozen=True)
+class Block:
+    """Whole lines `first` .. `first + count - 1`, joined by newlines (no trailing newline)."""
+
+    first: int
+    text: str
+    count: int
+
+    def lines(self) -> list[tuple[int, str]]:
+        return list(enumerate(self.text.split("\n"), self.first)) if self.count else []
+
+
 class Follower:
-    def __init__(self, path: str | os.PathLike[str], max_line: int = 1 << 20, start: int = 0):
+    def __init__(self, path: str | os.PathLike[str], max_line: int = 1 << 20):
         self.path = Path(path)
         self.max_line = max_line
-        self.offset = start
+        self.offset = 0
         self.line_no = 0
         self.resets = 0
         self.truncated_lines = 0
@@ -37,50 +51,57 @@ class Follower:
         self.offset, self.line_no, self._partial = 0, 0, b""
         self.resets += 1
 
-    def read(self, limit: int | None = None) -> list[tuple[int, str]]:
-        """New complete lines as (line number, text); at most `limit` bytes are read in one call."""
+    def read_block(self, limit: int | None = None) -> Block:
+        """The complete lines the file gained; at most `limit` bytes are read in one call."""
         try:
             fd = os.open(self.path, os.O_RDONLY)
         except OSError:
-            return []
+            return Block(self.line_no + 1, "", 0)
         try:
             st = os.fstat(fd)
             if self._inode is not None and (st.st_ino != self._inode or st.st_size < self.offset):
                 self._reset()
             self._inode = st.st_ino
             end = st.st_size if limit is None else min(st.st_size, self.offset + limit)
-            lines: list[tuple[int, str]] = []
+            chunks = [self._partial]
             while self.offset < end:
                 data = os.pread(fd, min(CHUNK, end - self.offset), self.offset)
                 if not data:
                     break
                 self.offset += len(data)
-                self._split(self._partial + data, lines)
-            return lines
+                chunks.append(data)
         finally:
             os.close(fd)
-
-    def _split(self, data: bytes, out: list[tuple[int, str]]) -> None:
-        parts = data.split(b"\n")
-        self._partial = parts.pop()
+        data = b"".join(chunks)
+        cut = data.rfind(b"\n")
+        self._partial = data[cut + 1:]
         if len(self._partial) > self.max_line:
-            self._partial = self._partial[-self.max_line :]
-        number = self.line_no
-        for raw in parts:
-            number += 1
-            if len(raw) > self.max_line:
-                raw = raw[-self.max_line :]
-                self.truncated_lines += 1
-            out.append((number, clean(raw)))
-        self.line_no = number
+            self._partial = self._partial[-self.max_line:]
+        return self._block(data[:cut] if cut >= 0 else b"", cut >= 0)
+
+    def _block(self, data: bytes, any_line: bool) -> Block:
+        first = self.line_no + 1
+        if not any_line:
+            return Block(first, "", 0)
+        count = data.count(b"\n") + 1
+        if len(data) > self.max_line:
+            parts = data.split(b"\n")
+            if max(map(len, parts)) > self.max_line:
+                self.truncated_lines += sum(1 for p in parts if len(p) > self.max_line)
+                data = b"\n".join(p[-self.max_line:] for p in parts)
+        self.line_no += count
+        return Block(first, clean(data), count)
+
+    def read(self, limit: int | None = None) -> list[tuple[int, str]]:
+        """New complete lines as (line number, text)."""
+        return self.read_block(limit).lines()
 
     def flush(self) -> list[tuple[int, str]]:
         """The held-back last line, for a file that is complete (a finished run's log)."""
         if not self._partial:
             return []
-        self.line_no += 1
-        line, self._partial = (self.line_no, clean(self._partial)), b""
-        return [line]
+        data, self._partial = self._partial, b""
+        return self._block(data, True).lines()
 
 
 def read_lines(path: str | os.PathLike[str], max_line: int = 1 << 20) -> list[tuple[int, str]]:

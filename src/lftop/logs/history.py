@@ -108,18 +108,19 @@ class RunLogs:
         self._log_resets = 0
         self.new_lines: list[tuple[int, str]] = []
 
-    def poll(self, limit: int | None = None) -> bool:
-        """Read what both files gained; True when anything arrived."""
-        lines = self._log.read(limit)
+    def poll(self, limit: int | None = None, keep_lines: int = 2000) -> bool:
+        """Read what both files gained; True when anything arrived. `new_lines` keeps the last lines read."""
+        block = self._log.read_block(limit)
         if self._log.resets != self._log_resets:
             self._log_resets, self._parser = self._log.resets, LogParser()
         rows = self._jsonl.read(limit)
-        for number, text in lines:
-            self.history.add_log(self._parser.feed(number, text))
+        if block.count:
+            self.history.add_log(self._parser.feed_block(block.first, block.text))
         for number, text in rows:
             self.history.add_jsonl(jsonl.parse_line(number, text))
-        self.new_lines = lines
-        return bool(lines or rows)
+        tail = block.text.rsplit("\n", keep_lines)[-keep_lines:] if block.count else []
+        self.new_lines = list(enumerate(tail, block.first + block.count - len(tail)))
+        return bool(block.count or rows)
 
 
 def for_run(run_log: Path, output_dir: Path) -> RunLogs:

@@ -5,24 +5,31 @@ line behind tqdm frames; tqdm progress; the `***** train metrics *****` block; L
 lines; and failures: CUDA OOM, NCCL, tracebacks with or without torchrun's `[rankN]:` prefix,
 torchrun's ChildFailedError and a SIGKILLed rank.
 
-A metric dict carries no step. transformers prints it between clearing and redrawing the progress bar,
-so its step is the one of the next training progress frame; points wait for that frame.
+The parser reads blocks of whole lines with one regular-expression scan, so a multi-gigabyte log costs
+a pass of the regex engine plus work per record, not per line. A metric dict carries no step:
+transformers prints it between clearing and redrawing the progress bar, so its step is the one of the
+next training progress frame, and points wait for that frame. Of the frames on one line (carriage
+returns), only the last becomes a Progress record.
 """
 
 from __future__ import annotations
 
-import ast
 import re
 from collections.abc import Iterable
 
 from lftop.logs import failures
 from lftop.logs.records import Eval, Fact, Failure, Point, Progress, Record, Summary
 
-_DICT = re.compile(r"\{'[^{}]*\}")
-_FRAME = re.compile(
-    r"(\d+)%\|[^|]*\|\s*(\d+)/(\d+)\s*\[([\d:]+)<([\d:?]+)(?:,\s*(?:([\d.]+)(it/s|s/it)|\?it/s))?"
+_TOKEN = re.compile(
+    r"(?P<dict>\{'[^{}\n]*\})"
+    r"|(?P<frame>\d+%\|[^|\n]*\|\s*(?P<n>\d+)/(?P<total>\d+)\s*\[[\d:]+<(?P<rem>[\d:?]+)"
+    r"(?:,\s*(?:(?P<rate>[\d.]+)(?P<unit>it/s|s/it)|\?it/s))?)"
+    r"|(?P<metrics>\*\*\*\*\* train metrics \*\*\*\*\*)"
+    r"|(?P<fact>Process rank: |trainable params: |Resuming training from|Loading model from|Total optimization steps"
+    r"|distributed tasks)"
+    r"|(?P<fail>rror|out of memory|NCCL|nccl|Traceback|exitcode|SIGKILL|Killed|CUBLAS|Exception|Interrupt)"
 )
-_RANK = re.compile(r"^\[(?:rank|default)(\d+)\]:\s?")
+_PAIR = re.compile(r"'(\w+)': '?([^',}]*)'?")
 _FACTS = (
     ("world_size", re.compile(r"Process rank: \d+, world size: (\d+)")),
     ("device", re.compile(r"Process rank: \d+, world size: \d+, device: ([^,\s]+)")),
@@ -33,9 +40,8 @@ _FACTS = (
     ("total_steps", re.compile(r"Total optimization steps = ([\d,]+)")),
     ("nproc", re.compile(r"Initializing (\d+) distributed tasks")),
 )
-_FACT_HINT = re.compile(r"Process rank|trainable params|Resuming training from|Loading model from|Total optimization steps|distributed tasks")
-_METRIC_ROW = re.compile(r"^\s+(\w+)\s+=\s+(\S+)\s*$")
-_FAILURE_HINT = re.compile(r"rror|out of memory|NCCL|nccl|Traceback|exitcode|SIGKILL|^Killed|CUBLAS|Exception|Interrupt")
+_METRIC_ROW = re.compile(r"[ \t]+(\w+)[ \t]+=[ \t]+(\S+)[ \t]*(?:\n|$)")
+_RANK = re.compile(r"^\[(?:rank|default)(\d+)\]:\s?")
 
 
 def _number(value: object) -> float | None:
@@ -54,66 +60,100 @@ def _clock(text: str) -> float | None:
     return seconds
 
 
+def _segment(text: str, start: int, end: int) -> tuple[int, int]:
+    """Bounds of the carriage-return segment of its line around text[start:end]."""
+    left = max(text.rfind("\n", 0, start), text.rfind("\r", 0, start)) + 1
+    stops = [i for i in (text.find("\n", end), text.find("\r", end)) if i != -1]
+    return left, min(stops) if stops else len(text)
+
+
 class LogParser:
-    """Feed complete lines in order; `finish()` at the end of a log that will not grow."""
+    """Feed blocks of complete lines in order; `finish()` at the end of a log that will not grow."""
 
     def __init__(self) -> None:
         self.train_total: int | None = None
         self._last_step: int | None = None
         self._pending: list[tuple[dict, int]] = []
+        self._frame: tuple[int, int, int, float | None, float | None] | None = None  # line, step, total, rate, eta
         self._traceback: dict[str, int] = {}  # rank prefix -> line where its traceback started
         self._metrics: dict | None = None
         self._metrics_line = 0
 
     def feed(self, number: int, text: str) -> list[Record]:
+        """One complete line."""
+        return self.feed_block(number, text)
+
+    def feed_block(self, first: int, text: str) -> list[Record]:
+        """Complete lines joined by newlines, the first being line `first`."""
         out: list[Record] = []
+        pos, line, counted = 0, first, 0
         if self._metrics is not None:
-            if row := _METRIC_ROW.match(text):
-                self._metrics[row.group(1)] = row.group(2)
-                return out
-            out.append(Summary(self._metrics, self._metrics_line))
-            self._metrics = None
-        segments = text.split("\r") if "\r" in text else (text,)
-        for segment in segments:
-            if segment:
-                self._segment(number, segment, out)
+            pos = self._metric_rows(text, 0, out)
+            line += text.count("\n", 0, pos)
+            counted = pos
+        search = _TOKEN.search
+        while (m := search(text, pos)) is not None:
+            start = m.start()
+            line += text.count("\n", counted, start)
+            counted = start
+            if self._frame is not None and self._frame[0] != line:
+                self._emit_frame(out)
+            kind = m.lastgroup
+            if kind == "dict":
+                self._dict(line, m.group(), out)
+                pos = m.end()
+            elif kind == "frame":
+                self._on_frame(line, m, out)
+                pos = m.end()
+            elif kind == "metrics":
+                self._metrics, self._metrics_line = {}, line
+                end = text.find("\n", m.end())
+                if end == -1:
+                    break
+                pos = self._metric_rows(text, end + 1, out)
+                line += text.count("\n", counted, pos)
+                counted = pos
+            else:
+                left, right = _segment(text, start, m.end())
+                segment = text[left:right]
+                if kind == "fact":
+                    self._facts(line, segment, out)
+                else:
+                    self._failure(line, segment, out)
+                pos = right if right > start else m.end()
+        if self._frame is not None:
+            self._emit_frame(out)
         return out
 
-    def _segment(self, number: int, segment: str, out: list[Record]) -> None:
-        if "%|" in segment:
-            frame = _FRAME.search(segment)
-            if frame:
-                self._frame(number, frame, out)
-                return
-        if "{'" in segment:
-            for found in _DICT.findall(segment):
-                self._dict(number, found, out)
-            return
-        if "***** train metrics *****" in segment:
-            self._metrics, self._metrics_line = {}, number
-            return
-        if _FACT_HINT.search(segment):
-            for key, pattern in _FACTS:
-                if m := pattern.search(segment):
-                    value = m.group(1).replace(",", "")
-                    out.append(Fact(key, value, number))
-                    if key == "total_steps":
-                        self.train_total = int(value)
-            return
-        if _FAILURE_HINT.search(segment):
-            self._failure(number, segment, out)
+    def _metric_rows(self, text: str, pos: int, out: list[Record]) -> int:
+        """Consume `  key = value` rows after the metrics header; returns where they end.
 
-    def _frame(self, number: int, frame: re.Match, out: list[Record]) -> None:
-        step, total = int(frame.group(2)), int(frame.group(3))
+        Rows reaching the end of the block may go on in the next one, so the block stays open.
+        """
+        while pos < len(text) and (row := _METRIC_ROW.match(text, pos)):
+            self._metrics[row.group(1)] = row.group(2)
+            pos = row.end()
+        if pos < len(text):
+            out.append(Summary(self._metrics, self._metrics_line))
+            self._metrics = None
+        return pos
+
+    def _on_frame(self, line: int, m: re.Match, out: list[Record]) -> None:
+        step, total = int(m.group("n")), int(m.group("total"))
         if self.train_total is not None and total != self.train_total:
             return  # an evaluation or data-loading bar
-        rate = _number(frame.group(6))
-        if rate is not None and frame.group(7) == "s/it":
+        rate = _number(m.group("rate"))
+        if rate is not None and m.group("unit") == "s/it":
             rate = 1 / rate if rate else None
-        eta = (total - step) / rate if rate else _clock(frame.group(5))
+        eta = (total - step) / rate if rate else _clock(m.group("rem"))
         self._last_step = step
-        out.append(Progress(step, total, rate, eta, number))
+        self._frame = (line, step, total, rate, eta)
         self._release(step, out)
+
+    def _emit_frame(self, out: list[Record]) -> None:
+        line, step, total, rate, eta = self._frame
+        out.append(Progress(step, total, rate, eta, line))
+        self._frame = None
 
     def _release(self, step: int | None, out: list[Record]) -> None:
         """Give waiting points their step: the frame's for the last, by epoch ratio for earlier ones."""
@@ -125,46 +165,48 @@ class LogParser:
             if step is not None and i < len(self._pending) - 1:
                 epoch = _number(values.get("epoch"))
                 point_step = round(step * epoch / last_epoch) if epoch and last_epoch else None
-            out.append(
-                Point(point_step, _number(values.get("loss")), _number(values.get("learning_rate")),
-                      _number(values.get("grad_norm")), _number(values.get("epoch")), number)
-            )
+            out.append(Point(point_step, _number(values.get("loss")), _number(values.get("learning_rate")),
+                             _number(values.get("grad_norm")), _number(values.get("epoch")), number))
         self._pending = []
 
-    def _dict(self, number: int, text: str, out: list[Record]) -> None:
-        try:
-            values = ast.literal_eval(text)
-        except (ValueError, SyntaxError, MemoryError, RecursionError):
-            return
-        if not isinstance(values, dict):
-            return
+    def _dict(self, line: int, text: str, out: list[Record]) -> None:
+        values = dict(_PAIR.findall(text))
         if "loss" in values:
-            self._pending.append((values, number))
+            if _number(values["loss"]) is not None:
+                self._pending.append((values, line))
         elif "eval_loss" in values and (loss := _number(values["eval_loss"])) is not None:
-            out.append(Eval(self._last_step, loss, _number(values.get("epoch")), number))
+            out.append(Eval(self._last_step, loss, _number(values.get("epoch")), line))
         elif "train_runtime" in values or "train_loss" in values:
             self._release(self._last_step, out)
-            out.append(Summary(values, number))
+            out.append(Summary(values, line))
 
-    def _failure(self, number: int, segment: str, out: list[Record]) -> None:
+    def _facts(self, line: int, segment: str, out: list[Record]) -> None:
+        for key, pattern in _FACTS:
+            if m := pattern.search(segment):
+                value = m.group(1).replace(",", "")
+                out.append(Fact(key, value, line))
+                if key == "total_steps":
+                    self.train_total = int(value)
+
+    def _failure(self, line: int, segment: str, out: list[Record]) -> None:
         rank = _RANK.match(segment)
         key = rank.group(1) if rank else ""
         body = segment[rank.end():] if rank else segment
         if body.startswith("Traceback (most recent call last)"):
-            self._traceback[key] = number
+            self._traceback[key] = line
             return
         if failures.KILLED.search(body):
-            out.append(Failure("killed", body.strip(), number))
+            out.append(Failure("killed", body.strip(), line))
             return
         if body[:1].isspace():
             return  # inside a traceback: File lines and source
         exception = failures.EXCEPTION.match(body.strip())
         if failures.OOM.search(body):
-            out.append(Failure("oom", failures.oom_message(body), number))
+            out.append(Failure("oom", failures.oom_message(body), line))
         elif failures.NCCL.search(body):
-            out.append(Failure("nccl", body.strip()[:500], number))
+            out.append(Failure("nccl", body.strip()[:500], line))
         elif exception and (key in self._traceback or "ChildFailedError" in body):
-            out.append(Failure("traceback", body.strip()[:500], number))
+            out.append(Failure("traceback", body.strip()[:500], line))
         else:
             return
         self._traceback.pop(key, None)

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lftop.logs import jsonl
-from lftop.logs.follower import clean, read_lines
+from lftop.logs.follower import Follower, clean
 from lftop.logs.history import History
-from lftop.logs.parse import parse_lines
+from lftop.logs.parse import LogParser
 from lftop.logs.records import Failure, Point, Progress
 
 
@@ -24,25 +24,47 @@ class Latest:
     failure: Failure | None
 
 
-def tail(path: Path, window: int = 256 << 10) -> Latest:
+def tail(path: Path, window: int = 4096, most: int = 8 << 20) -> Latest:
     """Read only the end of a log, however large, to show its latest state at once.
 
-    Line numbers are unknown this way (they count from the window's start); the full history
-    is read separately, in the background.
+    The window doubles from `window` bytes until it holds a point (or reaches `most`), so the cost
+    depends on how far back the last point is, not on the size of the file. Line numbers count from
+    the window's start; the full history is read separately, in the background.
     """
     with open(path, "rb") as f:
-        f.seek(0, 2)
-        start = max(0, f.tell() - window)
-        f.seek(start)
-        data = f.read()
-    if start:
-        data = data[data.find(b"\n") + 1 :]  # drop the partial first line
-    lines = [(n, clean(raw)) for n, raw in enumerate(data.split(b"\n"), 1)]
-    found = parse_lines(lines)
-    point = next((r for r in reversed(found) if isinstance(r, Point)), None)
+        size = f.seek(0, 2)
+        while True:
+            start = max(0, size - window)
+            f.seek(start)
+            data = f.read(size - start)
+            if start:
+                data = data[data.find(b"\n") + 1:]  # drop the partial first line
+            parser = LogParser()
+            found = parser.feed_block(1, clean(data)) + parser.finish()
+            point = next((r for r in reversed(found) if isinstance(r, Point)), None)
+            if point is not None or start == 0 or window >= most:
+                break
+            window *= 2
     progress = next((r for r in reversed(found) if isinstance(r, Progress)), None)
     failure = next((r for r in reversed(found) if isinstance(r, Failure)), None)
     return Latest(point, progress, failure)
+
+
+def scan(path: Path) -> History:
+    """Everything a log holds, read in blocks."""
+    history = History()
+    follower = Follower(path)
+    if is_jsonl(path):
+        for number, text in follower.read() + follower.flush():
+            history.add_jsonl(jsonl.parse_line(number, text))
+        return history
+    parser = LogParser()
+    while (block := follower.read_block(64 << 20)).count:
+        history.add_log(parser.feed_block(block.first, block.text))
+    for number, text in follower.flush():
+        history.add_log(parser.feed(number, text))
+    history.add_log(parser.finish())
+    return history
 
 
 def is_jsonl(path: Path) -> bool:
@@ -50,17 +72,6 @@ def is_jsonl(path: Path) -> bool:
         return True
     with open(path, "rb") as f:
         return f.read(64).lstrip().startswith(b'{"')
-
-
-def scan(path: Path) -> History:
-    history = History()
-    lines = read_lines(path)
-    if is_jsonl(path):
-        for number, text in lines:
-            history.add_jsonl(jsonl.parse_line(number, text))
-    else:
-        history.add_log(parse_lines(lines))
-    return history
 
 
 def to_json(history: History) -> dict:
