@@ -20,15 +20,15 @@ from collections.abc import Iterable
 from lftop.logs import failures
 from lftop.logs.records import Eval, Fact, Failure, Point, Progress, Record, Summary
 
-_TOKEN = re.compile(
-    r"(?P<dict>\{'[^{}\n]*\})"
-    r"|(?P<frame>\d+%\|[^|\n]*\|\s*(?P<n>\d+)/(?P<total>\d+)\s*\[[\d:]+<(?P<rem>[\d:?]+)"
-    r"(?:,\s*(?:(?P<rate>[\d.]+)(?P<unit>it/s|s/it)|\?it/s))?)"
-    r"|(?P<metrics>\*\*\*\*\* train metrics \*\*\*\*\*)"
-    r"|(?P<fact>Process rank: |trainable params: |Resuming training from|Loading model from|Total optimization steps"
-    r"|distributed tasks)"
-    r"|(?P<fail>rror|out of memory|NCCL|nccl|Traceback|exitcode|SIGKILL|Killed|CUBLAS|Exception|Interrupt)"
-)
+_HOT = re.compile(r"\{'|%\||\*\*\*\*\* train metrics \*\*\*\*\*")  # literal starts: a fast scan
+_DICT = re.compile(r"\{'[^{}\n]*\}")
+_FRAME = re.compile(r"\d+%\|[^|\n]*\|\s*(?P<n>\d+)/(?P<total>\d+)\s*\[[\d:]+<(?P<rem>[\d:?]+)"
+                    r"(?:,\s*(?:(?P<rate>[\d.]+)(?P<unit>it/s|s/it)|\?it/s))?")
+_RARE_WORDS = ("Process rank: ", "trainable params: ", "Resuming training from", "Loading model from",
+               "Total optimization steps", "distributed tasks", "rror", "out of memory", "NCCL", "nccl",
+               "Traceback", "exitcode", "SIGKILL", "Killed", "CUBLAS", "Exception", "Interrupt")
+_RARE = re.compile("|".join(re.escape(w) for w in _RARE_WORDS))
+_FACT_WORDS = frozenset(_RARE_WORDS[:6])
 _PAIR = re.compile(r"'(\w+)': '?([^',}]*)'?")
 _FACTS = (
     ("world_size", re.compile(r"Process rank: \d+, world size: (\d+)")),
@@ -86,26 +86,51 @@ class LogParser:
     def feed_block(self, first: int, text: str) -> list[Record]:
         """Complete lines joined by newlines, the first being line `first`."""
         out: list[Record] = []
-        pos, line, counted = 0, first, 0
+        pos = counted = 0
+        line = first
         if self._metrics is not None:
-            pos = self._metric_rows(text, 0, out)
+            pos = counted = self._metric_rows(text, 0, out)
             line += text.count("\n", 0, pos)
-            counted = pos
-        search = _TOKEN.search
-        while (m := search(text, pos)) is not None:
+        # facts and failures are rare: look for them only in blocks that hold one of their words
+        rare = list(_RARE.finditer(text)) if any(w in text for w in _RARE_WORDS) else []
+        ri = 0
+        while True:
+            m = _HOT.search(text, pos)
+            hot_start = m.start() if m else len(text)
+            consumed = False
+            while ri < len(rare) and rare[ri].start() < hot_start:
+                r = rare[ri]
+                ri += 1
+                if r.start() < pos:
+                    continue
+                line += text.count("\n", counted, r.start())
+                counted = r.start()
+                if self._frame is not None and self._frame[0] != line:
+                    self._emit_frame(out)
+                left, right = _segment(text, r.start(), r.end())
+                if r.group() in _FACT_WORDS:
+                    self._facts(line, text[left:right], out)
+                else:
+                    self._failure(line, text[left:right], out)
+                pos, consumed = max(right, r.end()), True
+            if consumed:
+                continue
+            if m is None:
+                break
             start = m.start()
             line += text.count("\n", counted, start)
             counted = start
             if self._frame is not None and self._frame[0] != line:
                 self._emit_frame(out)
-            kind = m.lastgroup
-            if kind == "dict":
-                self._dict(line, m.group(), out)
-                pos = m.end()
-            elif kind == "frame":
-                self._on_frame(line, m, out)
-                pos = m.end()
-            elif kind == "metrics":
+            token = m.group()
+            if token == "{'":
+                d = _DICT.match(text, start)
+                if d is not None:
+                    self._dict(line, d.group(), out)
+                pos = d.end() if d is not None else m.end()
+            elif token == "%|":
+                pos = self._frames(text, start, line, ri < len(rare) and rare[ri], out)
+            else:
                 self._metrics, self._metrics_line = {}, line
                 end = text.find("\n", m.end())
                 if end == -1:
@@ -113,17 +138,42 @@ class LogParser:
                 pos = self._metric_rows(text, end + 1, out)
                 line += text.count("\n", counted, pos)
                 counted = pos
-            else:
-                left, right = _segment(text, start, m.end())
-                segment = text[left:right]
-                if kind == "fact":
-                    self._facts(line, segment, out)
-                else:
-                    self._failure(line, segment, out)
-                pos = right if right > start else m.end()
         if self._frame is not None:
             self._emit_frame(out)
         return out
+
+    def _frame_at(self, text: str, bar: int) -> re.Match | None:
+        """The tqdm frame whose `%|` is at `bar`, starting at its percentage digits."""
+        left = bar
+        while left > 0 and text[left - 1].isdigit():
+            left -= 1
+        return _FRAME.match(text, left) if left < bar else None
+
+    def _frames(self, text: str, bar: int, line: int, next_rare, out: list[Record]) -> int:
+        """Handle the frame at `bar`, then only the last train frame before the next thing on its line.
+
+        Frames between are superseded (a bar redraws itself), so skipping them changes no record.
+        """
+        frame = self._frame_at(text, bar)
+        if frame is None:
+            return bar + 2
+        self._on_frame(line, frame, out)
+        pos = frame.end()
+        eol = text.find("\n", pos)
+        stop = len(text) if eol == -1 else eol
+        for other in (text.find("{'", pos, stop), text.find("*****", pos, stop)):
+            if other != -1:
+                stop = min(stop, other)
+        if next_rare and next_rare.start() < stop:
+            stop = max(pos, next_rare.start())
+        k = stop
+        while (k := text.rfind("%|", pos, k)) != -1:
+            last = self._frame_at(text, k)
+            if last is not None and last.end() <= stop and (
+                    self.train_total is None or int(last.group("total")) == self.train_total):
+                self._on_frame(line, last, out)
+                break
+        return stop
 
     def _metric_rows(self, text: str, pos: int, out: list[Record]) -> int:
         """Consume `  key = value` rows after the metrics header; returns where they end.

@@ -24,7 +24,7 @@ class Latest:
     failure: Failure | None
 
 
-def tail(path: Path, window: int = 4096, most: int = 8 << 20) -> Latest:
+def tail(path: Path, window: int = 1024, most: int = 8 << 20) -> Latest:
     """Read only the end of a log, however large, to show its latest state at once.
 
     The window doubles from `window` bytes until it holds a point (or reaches `most`), so the cost
