@@ -126,6 +126,25 @@ async def test_readonly_never_controls(home, tmp_path):
         assert not isinstance(app.screen, (LaunchScreen, ConfirmScreen))
 
 
+async def test_tab_moves_focus_and_ctrl_p_opens_the_palette(home):
+    from textual.command import CommandPalette
+
+    app = LftopApp(home, interval=1)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause(0.2)
+        assert app.focused is app.query_one(RunsTable)
+        await pilot.press("tab")
+        assert app.focused is not app.query_one(RunsTable)
+        await pilot.press("ctrl+p")
+        await until(pilot, lambda: isinstance(app.screen, CommandPalette), 5)
+        await pilot.press(*"Launch a")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, LaunchScreen), 5, "the launch screen from the palette")
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, LaunchScreen), 5)
+
+
 async def test_too_small_and_back(home):
     app = LftopApp(home, interval=1)
     async with app.run_test(size=(70, 20)) as pilot:

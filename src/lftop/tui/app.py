@@ -8,7 +8,7 @@ from collections import deque
 from pathlib import Path
 
 from textual import work
-from textual.app import App, ComposeResult
+from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Input, Static
@@ -184,6 +184,14 @@ class LftopApp(App):
     def on_data_table_row_selected(self, event: RunsTable.RowSelected) -> None:
         self.action_open()
 
+    def get_system_commands(self, screen):
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Launch a run", "pick a profile, check its memory estimate, launch", self.action_launch)
+        yield SystemCommand("Pause the selected run", "checkpoint at the next step, then free the GPUs", self.action_pause)
+        yield SystemCommand("Resume the selected run", "from its newest complete checkpoint", self.action_resume)
+        yield SystemCommand("Stop the selected run", "kill its process tree (asks first)", self.action_stop)
+        yield SystemCommand("Filter runs", "show runs matching a text", self.action_filter)
+
     # -- actions -----------------------------------------------------------------------------------
     def _selected(self) -> RunStatus | None:
         chosen = self.query_one(RunsTable).selected()
@@ -197,22 +205,25 @@ class LftopApp(App):
     def _refuse(self, text: str) -> None:
         self.notify(text, severity="warning")
 
-    def action_pause(self) -> None:
-        run = self._selected()
+    def _target(self) -> RunStatus | None:
+        """The selected run when lftop may control runs; otherwise None, and the user is told why."""
         if not self._can_control():
-            return
+            return None
+        run = self._selected()
         if run is None:
-            return self._refuse("no run selected")
+            self._refuse("no run selected")
+        return run
+
+    def action_pause(self) -> None:
+        if (run := self._target()) is None:
+            return
         if run.state != "running":
             return self._refuse(f"{run.id} is {run.state}: only a running run can pause")
         self.control("pause", run.id)
 
     def action_resume(self) -> None:
-        run = self._selected()
-        if not self._can_control():
+        if (run := self._target()) is None:
             return
-        if run is None:
-            return self._refuse("no run selected")
         if run.alive or run.state in ("completed",):
             return self._refuse(f"{run.id} is {run.state}: nothing to resume")
         if not run.checkpoints:
@@ -220,21 +231,17 @@ class LftopApp(App):
         self.control("resume", run.id)
 
     def action_stop(self) -> None:
-        run = self._selected()
-        if not self._can_control():
+        if (run := self._target()) is None:
             return
-        if run is None:
-            return self._refuse("no run selected")
         if not run.alive:
             return self._refuse(f"{run.id} is {run.state}: not running")
         question = f"Stop {run.id}? The process tree is killed and nothing is saved (p pauses with a checkpoint)."
         self.push_screen(ConfirmScreen(question), lambda yes: self.control("stop", run.id) if yes else None)
 
     def action_fix(self) -> None:
-        run = self._selected()
-        if not self._can_control():
+        if (run := self._target()) is None:
             return
-        if run is None or run.id not in self.fixes:
+        if run.id not in self.fixes:
             return self._refuse("no OOM fix to apply: f relaunches a run that ran out of memory")
         self.control("fix", run.id)
 
