@@ -94,6 +94,9 @@ class Session:
 def cost(session: Session, needle: str, seconds: float) -> tuple[float, float]:
     time.sleep(3)  # past start-up
     proc = session.process(needle)
+    if not seconds:
+        session.kill()
+        return 0.0, 0.0
     before = sum(proc.cpu_times()[:2])
     time.sleep(seconds)
     share = (sum(proc.cpu_times()[:2]) - before) / seconds
@@ -117,6 +120,7 @@ def first_frame(socket: Path, name: str, command: str, env: dict, marker: str) -
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=60)
+    ap.add_argument("--first-frame-only", action="store_true")
     args = ap.parse_args()
     if not shutil.which("tmux"):
         sys.exit("needs tmux")
@@ -126,12 +130,15 @@ def main() -> None:
     writer = make_run(home)
     env = {"LFTOP_HOME": str(home), "LFTOP_SIMULATE": "8", "TERM": "xterm-256color"}
     try:
+        if args.first_frame_only:
+            args.seconds = 0
         lf_cpu, lf_rss = cost(Session(socket, "lftop", f"{sys.executable} -m lftop", env), "lftop", args.seconds)
         log = home / "runs" / "bench-run" / "training.log"
         tl_cpu, tl_rss = cost(Session(socket, "toolong", f"{tl} {log}", env), "tl", args.seconds)
-        print(f"lftop dashboard : CPU {lf_cpu:6.1%} of a core, RSS {lf_rss:5.0f} MiB")
-        print(f"toolong same log: CPU {tl_cpu:6.1%} of a core, RSS {tl_rss:5.0f} MiB")
-        print(f"CPU ratio lftop/toolong {lf_cpu / tl_cpu:.2f} (goal <= 0.20); RSS goal < 80 MiB")
+        if args.seconds:
+            print(f"lftop dashboard : CPU {lf_cpu:6.1%} of a core, RSS {lf_rss:5.0f} MiB")
+            print(f"toolong same log: CPU {tl_cpu:6.1%} of a core, RSS {tl_rss:5.0f} MiB")
+            print(f"CPU ratio lftop/toolong {lf_cpu / tl_cpu:.2f} (goal <= 0.20); RSS goal < 80 MiB")
         bare_file = work / "bare.py"
         bare_file.write_text(BARE)
         bare = min(first_frame(socket, f"bare{i}", f"{sys.executable} {bare_file}", env, "ready") for i in range(3))

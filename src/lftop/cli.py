@@ -254,7 +254,7 @@ def open_app(args: argparse.Namespace, select: str | None = None) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from lftop import paths, tinymodel
+    from lftop import tinymodel
 
     os.environ.setdefault("LFTOP_SIMULATE", "2")
     print("building the tiny model (a few seconds)...", flush=True)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import importlib.metadata
 import json
 import types
 import typing
@@ -73,6 +72,8 @@ def _default(field: dataclasses.Field) -> object:
 
 def from_llamafactory() -> Schema:
     """Read the schema from the installed llamafactory (imports torch and transformers: seconds)."""
+    import importlib.metadata
+
     from llamafactory import hparams
 
     fields: dict[str, Field] = {}
@@ -108,6 +109,8 @@ def from_snapshot() -> Schema:
 @cache
 def load() -> Schema:
     """The snapshot when it describes the installed llamafactory (or none is installed), else the live schema."""
+    import importlib.metadata
+
     snapshot = from_snapshot()
     try:
         installed = importlib.metadata.version("llamafactory")

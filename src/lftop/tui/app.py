@@ -100,14 +100,17 @@ class LftopApp(App):
         self.query_one("#filter").display = False
         self.query_one(RunsTable).focus()
         self._fit(self.size.width, self.size.height)
-        self.runs_feed.thread.start()
-        self.gpu_feed.thread.start()
+        self.call_after_refresh(self._start_feeds)  # the first frame first, then the threads
         try:  # the terminal went away (SSH dropped, tmux pane killed): leave cleanly
             import asyncio
 
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.exit)
         except (NotImplementedError, RuntimeError):
             pass
+
+    def _start_feeds(self) -> None:
+        self.runs_feed.thread.start()
+        self.gpu_feed.thread.start()
 
     def on_unmount(self) -> None:
         self.runs_feed.thread.stop()
