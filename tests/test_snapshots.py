@@ -61,12 +61,16 @@ def app_for(tmp_path: Path, gpus: int = 2) -> LftopApp:
 
 
 async def loaded(pilot) -> None:
+    """Until both feeds have delivered and the selected run's log is on screen, then until rendering settles."""
     app = pilot.app
-    for _ in range(200):
-        if app.curves is not None and app.query_one("#gpus").sample is not None and app.runs:
+    for _ in range(400):
+        if (app.curves is not None and app.query_one("#gpus").sample is not None and app.runs
+                and app.query_one("#log").lines and app.query_one("#runs").selected() == app.curves.run):
             break
         await pilot.pause(0.05)
-    await pilot.pause(0.2)
+    for _ in range(3):
+        await pilot.wait_for_scheduled_animations()
+        await pilot.pause(0.2)
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")

@@ -140,6 +140,7 @@ class LftopApp(App):
         table.show(self.runs, self.etas, self._needle)
         if self._select and self._select in [r.id for r in self.runs]:
             table.move_cursor(row=[str(k.value) for k in table.rows].index(self._select))
+            table.scroll_to(x=0, animate=False, immediate=True)
             self._select = None
         self.runs_feed.selected = table.selected()
         for run in self.runs:
@@ -343,7 +344,9 @@ class LftopApp(App):
             self.query_one(RunsTable).focus()
 
     def action_help(self) -> None:
-        self.push_screen(HelpScreen())
+        keys = [(self.get_key_display(b.binding), b.binding.description)
+                for b in self.active_bindings.values() if b.binding.description]
+        self.push_screen(HelpScreen(keys))
 
     def action_quit(self) -> None:
         alive = sum(1 for r in self.runs if r.alive)

@@ -36,16 +36,20 @@ class ConfirmScreen(ModalScreen[bool]):
 
 
 class HelpScreen(ModalScreen[None]):
+    """The keys of the screen it was opened from, as remapped by the user's keymap."""
+
     BINDINGS = [Binding("escape,question_mark,q", "app.pop_screen", "Close", id="help.close")]
+
+    def __init__(self, keys: list[tuple[str, str]]) -> None:
+        super().__init__()
+        self.keys = keys
 
     def compose(self) -> ComposeResult:
         lines = Text()
         lines.append("lftop keys\n\n", style="bold")
-        for binding in self.app.active_bindings.values():
-            b = binding.binding
-            if b.description:
-                lines.append(f"  {self.app.get_key_display(b):>8}  ", style="bold")
-                lines.append(f"{b.description}\n")
+        for key, description in self.keys:
+            lines.append(f"  {key:>8}  ", style="bold")
+            lines.append(f"{description}\n")
         lines.append("\n  Runs keep going when lftop exits; any lftop attaches to them again.\n", style="dim")
         lines.append("  Remap keys by binding id in $LFTOP_HOME/config.toml, [keys] \"lftop.pause\" = \"P\".\n", style="dim")
         with Vertical(id="dialog"):

@@ -59,6 +59,7 @@ class RunsTable(DataTable):
                 self.add_row(*self._cells(r, etas.get(r.id)), key=r.id)
             if selected in keys:
                 self.move_cursor(row=keys.index(selected))
+            self.scroll_to(x=0, animate=False, immediate=True)  # the run id column stays in view
             return
         for r in wanted:
             for column, value in zip(self.COLUMNS, self._cells(r, etas.get(r.id))):
@@ -135,5 +136,10 @@ class LogTail(RichLog):
                 self.unseen += 1
         if following:
             self.unseen = 0
+            self.scroll_end(animate=False, immediate=True)
         self.border_subtitle = f"↓ {self.unseen} new lines (End to follow)" if self.unseen else ""
+
+    def on_resize(self) -> None:
+        if not self.unseen:  # following: stay at the end whatever the layout does
+            self.call_after_refresh(self.scroll_end, animate=False, immediate=True)
 
