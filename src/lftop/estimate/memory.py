@@ -127,7 +127,7 @@ def setup_from_args(args: dict, gpus: int = 1, base: Path | None = None) -> Setu
 
 def _lora_params(arch: Arch, s: Setup) -> int:
     """LoRA A and B matrices: rank x (in + out) for every targeted projection of every layer."""
-    q_out, kv_out, h, hd = arch.heads * arch.hd, arch.kv_heads * arch.hd, arch.hidden, arch.hd
+    q_out, kv_out, h = arch.heads * arch.hd, arch.kv_heads * arch.hd, arch.hidden
     inter = arch.moe_intermediate or arch.intermediate
     per_expert = arch.experts if arch.experts > 1 else 1
     shapes = {

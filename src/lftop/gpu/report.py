@@ -6,7 +6,6 @@ import importlib.metadata
 import importlib.util
 import subprocess
 import sys
-from pathlib import Path
 
 from lftop.gpu.nvml import GpuSnapshot
 from lftop.gpu.sampler import Sample
@@ -79,7 +78,3 @@ def doctor(g: GpuSnapshot, disk_free: dict[str, int], python: str | None = None)
     for path, free in disk_free.items():
         check(free > 10 * GIB, f"disk at {path}: {free / GIB:.1f} GiB free", "free space: checkpoints need room")
     return lines, problems
-
-
-def home_disks(home: Path) -> list[Path]:
-    return [home]

@@ -43,6 +43,6 @@ def classify_exit(rc: int, log: Path, window: int = 65536) -> tuple[str, str]:
         if NCCL.search(line):
             return "nccl", line.strip()[:300]
     for line in reversed(tail.splitlines()):
-        if m := EXCEPTION.match(re.sub(r"^\[rank\d+\]:\s?", "", line.strip())):
+        if EXCEPTION.match(re.sub(r"^\[rank\d+\]:\s?", "", line.strip())):
             return "traceback", line.strip()[:300]
     return "exit", f"exited with code {rc}"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 from lftop.logs import jsonl
 from lftop.logs.follower import Follower
@@ -121,7 +120,3 @@ class RunLogs:
         tail = block.text.rsplit("\n", keep_lines)[-keep_lines:] if block.count else []
         self.new_lines = list(enumerate(tail, block.first + block.count - len(tail)))
         return bool(block.count or rows)
-
-
-def for_run(run_log: Path, output_dir: Path) -> RunLogs:
-    return RunLogs(run_log, Path(output_dir) / "trainer_log.jsonl")

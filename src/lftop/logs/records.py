@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,3 @@ class Summary:
 
 
 Record = Point | Eval | Progress | Failure | Fact | Summary
-
-
-def to_dict(record: Record) -> dict:
-    return asdict(record)

@@ -9,7 +9,7 @@ from lftop.gpu.nvml import Nvml
 from lftop.gpu.sampler import Sampler, sample
 from lftop.logs.history import RunLogs
 from lftop.runs.process import ProcessRef
-from lftop.runs.rundir import RunDir, all_runs
+from lftop.runs.rundir import all_runs
 from lftop.runs.status import RunStatus, status
 from lftop.tui.messages import Curves, GpuSampled, LogPolled, RunsPolled
 
@@ -75,7 +75,3 @@ class GpuFeed:
     def _deliver(self, result) -> None:
         if not isinstance(result, Exception):
             self.app.post_message(GpuSampled(result))
-
-
-def run_dir(home: Path, run_id: str) -> RunDir:
-    return RunDir(home / "runs" / run_id)

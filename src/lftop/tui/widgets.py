@@ -62,7 +62,7 @@ class RunsTable(DataTable):
             self.scroll_to(x=0, animate=False, immediate=True)  # the run id column stays in view
             return
         for r in wanted:
-            for column, value in zip(self.COLUMNS, self._cells(r, etas.get(r.id))):
+            for column, value in zip(self.COLUMNS, self._cells(r, etas.get(r.id)), strict=True):
                 self.update_cell(r.id, column, value, update_width=True)
 
     @staticmethod
