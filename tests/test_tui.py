@@ -152,3 +152,35 @@ async def test_too_small_and_back(home):
         await pilot.resize_terminal(80, 24)
         await pilot.pause(0.2)
         assert app.query_one("#main").display and not app.query_one("#too-small").display
+
+
+async def test_a_large_log_shows_its_end_first_and_fills_the_history_in(home, monkeypatch):
+    """Selecting a run with a big training.log: the view shows its last lines at once; the loss history
+    arrives over the next polls while the runs table keeps updating."""
+    import json
+
+    from lftop.tui import feeds
+
+    monkeypatch.setattr(feeds, "CATCH_UP", 256 << 10)  # read 256 KiB of history per poll instead of 32 MiB
+    run, out = home / "runs" / "big-run", home / "out"
+    run.mkdir(parents=True)
+    out.mkdir()
+    (run / "run.json").write_text(json.dumps({"id": "big-run", "output_dir": str(out), "gpus": "", "created": 0}))
+    (run / "state").write_text("completed\n")
+    steps = 20000
+    frame = "\r  1%|          | {}/" + str(steps) + " [00:01<00:10,  9.0it/s]"
+    with open(run / "training.log", "w") as log:  # as transformers writes: redraw, advance, clear, dict
+        for step in range(1, steps + 1):
+            log.write((frame.format(step - 1) if step > 1 else "") + frame.format(step) +
+                      f"\r{{'loss': '{5 - step / steps:.4g}', 'learning_rate': '0.001', 'epoch': '{step / 1000:.4g}'}}\n")
+        log.write(f"\r100%|##########| {steps}/{steps} [00:10<00:00,  9.0it/s]\nTHE LAST LINE\n")
+    assert (run / "training.log").stat().st_size > 8 * feeds.CATCH_UP
+    app = LftopApp(home, interval=0.25, select="big-run")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: app.curves is not None, 10, "the first poll")
+        first = len(app.curves.loss)
+        assert 0 < first < steps  # the history is still filling in
+        assert any("THE LAST LINE" in str(line.text) for line in app.query_one(LogTail).lines)
+        await until(pilot, lambda: len(app.curves.loss) == steps, 60, "the whole history")
+        assert app.curves.step == steps
+        assert [str(line.text) for line in app.query_one(LogTail).lines].count("THE LAST LINE") == 1

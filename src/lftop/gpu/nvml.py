@@ -13,7 +13,6 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 
-MIB = 1 << 20
 
 
 class NvmlUnavailable(Exception):

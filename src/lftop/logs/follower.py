@@ -44,6 +44,7 @@ class Follower:
         self.line_no = 0
         self.resets = 0
         self.truncated_lines = 0
+        self.behind = False  # the last read stopped at its limit before the end of the file
         self._inode: int | None = None
         self._partial = b""
 
@@ -70,6 +71,7 @@ class Follower:
                     break
                 self.offset += len(data)
                 chunks.append(data)
+            self.behind = self.offset < st.st_size
         finally:
             os.close(fd)
         data = b"".join(chunks)
@@ -108,3 +110,17 @@ def read_lines(path: str | os.PathLike[str], max_line: int = 1 << 20) -> list[tu
     """Every line of a file that is not growing, the last one included."""
     follower = Follower(path, max_line)
     return follower.read() + follower.flush()
+
+
+def last_lines(path: str | os.PathLike[str], count: int, window: int = 1 << 20) -> list[str]:
+    """The last `count` complete lines of a file, from at most its last `window` bytes."""
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, 2)
+            f.seek(max(0, size - window))
+            data = f.read()
+    except OSError:
+        return []
+    if size > window:
+        data = data[data.find(b"\n") + 1:]
+    return clean(data.rstrip(b"\n")).split("\n")[-count:] if data else []

@@ -120,3 +120,8 @@ class RunLogs:
         tail = block.text.rsplit("\n", keep_lines)[-keep_lines:] if block.count else []
         self.new_lines = list(enumerate(tail, block.first + block.count - len(tail)))
         return bool(block.count or rows)
+
+    @property
+    def behind(self) -> bool:
+        """Still reading the history of a large log (each poll reads at most its limit)."""
+        return self._log.behind or self._jsonl.behind

@@ -7,6 +7,7 @@ from threading import Lock
 
 from lftop.gpu.nvml import Nvml
 from lftop.gpu.sampler import Sampler, sample
+from lftop.logs.follower import last_lines
 from lftop.logs.history import RunLogs
 from lftop.runs.process import ProcessRef
 from lftop.runs.rundir import all_runs
@@ -14,6 +15,7 @@ from lftop.runs.status import RunStatus, status
 from lftop.tui.messages import Curves, GpuSampled, LogPolled, RunsPolled
 
 TAIL_LINES = 2000
+CATCH_UP = 32 << 20  # bytes of history read per poll, so the runs table keeps updating during a big log
 
 
 class RunsFeed:
@@ -39,16 +41,22 @@ class RunsFeed:
         return messages
 
     def _follow(self, run: RunStatus) -> LogPolled:
+        """The selected run's curves and new log lines; a new selection shows the log's end at once
+        and fills the history in over the following polls."""
         reset = self._logs_for != run.id
         if reset:
             self._logs = RunLogs(run.log, Path(run.output_dir) / "trainer_log.jsonl")
             self._logs_for = run.id
-        self._logs.poll()
+        was_behind = reset or self._logs.behind
+        self._logs.poll(CATCH_UP)
         h = self._logs.history
-        lines = [text for _, text in self._logs.new_lines][-TAIL_LINES:]
+        if self._logs.behind:  # history still loading: show the file's end once, then nothing old
+            lines, clear = (last_lines(Path(run.log), TAIL_LINES), True) if reset else ([], False)
+        else:  # caught up: a fresh view shows the end of what was read, later polls what is new
+            lines, clear = [text for _, text in self._logs.new_lines][-TAIL_LINES:], was_behind
         curves = Curves(run.id, h.series("loss"), h.series("lr"), h.series("eval_loss"), h.series("grad_norm"),
                         h.step, h.total, h.eta_s, [f"{f.kind}: {f.message}" for f in h.failures[-5:]])
-        return LogPolled(curves, lines, reset)
+        return LogPolled(curves, lines, clear)
 
     def _deliver(self, messages) -> None:
         if isinstance(messages, Exception):
