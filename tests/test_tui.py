@@ -11,8 +11,6 @@ from lftop.tui.app import LftopApp
 from lftop.tui.screens import ConfirmScreen, HelpScreen, LaunchScreen, RunScreen
 from lftop.tui.widgets import LogTail, RunsTable
 
-pytestmark = [pytest.mark.train, needs_llamafactory]
-
 
 async def until(pilot, condition, timeout: float = 180, what: str = "") -> None:
     deadline = time.monotonic() + timeout
@@ -30,6 +28,8 @@ def notes(app: LftopApp) -> str:
     return " | ".join(n.message for n in app._notifications)
 
 
+@pytest.mark.train
+@needs_llamafactory
 async def test_every_binding_against_a_real_run(home, tiny, tmp_path, monkeypatch):
     monkeypatch.setenv("LFTOP_SIMULATE", "2")
     monkeypatch.chdir(tmp_path)
@@ -86,6 +86,8 @@ async def test_every_binding_against_a_real_run(home, tiny, tmp_path, monkeypatc
     assert app.return_value is None  # nothing left running to mention
 
 
+@pytest.mark.train
+@needs_llamafactory
 async def test_an_oom_offers_a_one_key_relaunch_with_a_fitting_change(home, tiny, tmp_path, monkeypatch):
     monkeypatch.setenv("LFTOP_SIMULATE", "1")
     hook = tmp_path / "hook"
@@ -184,3 +186,8 @@ async def test_a_large_log_shows_its_end_first_and_fills_the_history_in(home, mo
         await until(pilot, lambda: len(app.curves.loss) == steps, 60, "the whole history")
         assert app.curves.step == steps
         assert [str(line.text) for line in app.query_one(LogTail).lines].count("THE LAST LINE") == 1
+
+
+def test_without_a_terminal_lftop_points_to_the_sub_commands(lftop):
+    result = lftop(check=False)
+    assert result.returncode == 2 and "needs a terminal" in result.stderr and "Traceback" not in result.stderr

@@ -244,6 +244,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def open_app(args: argparse.Namespace, select: str | None = None) -> int:
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        _err("lftop: the app needs a terminal; without one use the sub-commands (lftop --help), e.g. lftop ls")
+        return 2
     from lftop.tui.app import LftopApp
 
     app = LftopApp(args.home, args.interval, args.readonly, args.theme, select)
@@ -271,7 +274,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lftop", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="lftop",
+        description="Launch, watch, pause and resume LLaMA-Factory fine-tuning runs. With no command, open the app.",
+    )
     parser.add_argument("--version", action="version", version=f"lftop {__version__}")
     parser.add_argument("--home", help="runs and settings folder (default: $LFTOP_HOME or ~/.local/state/lftop)")
     parser.add_argument("--simulate", metavar="N", help="simulated GPUs instead of NVML: a count, e.g. 2 (LFTOP_SIMULATE)")
