@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -133,6 +134,10 @@ def test_show_args_prints_yaml_and_command():
     assert 'template: "chatglm3"' in out
     assert "torch.distributed.run" in out and "--nproc_per_node 2" in out
     assert "llamafactory-cli train" in out
+    zero3 = subprocess.run([sys.executable, "-m", "lftop", "show-args", str(PROFILES / "llama3.1-8b-lora-zero3.toml")],
+                           capture_output=True, text=True, env={**os.environ, "LFTOP_SIMULATE": ""})
+    assert zero3.returncode == 0, zero3.stderr  # a GPU count needs no GPU to preview
+    assert "--nproc_per_node 4" in zero3.stdout and 'deepspeed: "ds_z3_config.json"' in zero3.stdout
 
 
 @needs_llamafactory

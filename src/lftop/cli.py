@@ -13,6 +13,7 @@ from lftop import __version__, paths
 from lftop.profiles import ProfileError, convert
 from lftop.profiles import load as load_profile
 from lftop.runs import launcher, rundir
+from lftop.gpu.nvml import NvmlUnavailable
 from lftop.runs.process import ProcessRef
 from lftop.runs.status import status
 
@@ -48,7 +49,9 @@ def cmd_show_args(args: argparse.Namespace) -> int:
     print("# LLaMA-Factory arguments")
     print(convert.to_yaml(train), end="")
     print("\n# lftop runs (in a new session, output to the run's training.log)")
-    print(" ".join(launcher.training_command(profile, "<run-dir>", args.gpus)))
+    gpus = args.gpus.split(",") if args.gpus else None
+    nproc = profile.launch.nproc or (len(gpus) if gpus else profile.gpu_count()) or 1  # no GPU is picked here
+    print(" ".join(launcher.training_command(profile, "<run-dir>", args.gpus, nproc)))
     print("\n# the same training with llamafactory-cli")
     print(convert.cli_command(train))
     return 0
@@ -373,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
         for problem in exc.problems:
             _err(str(problem))
         return 1
-    except (launcher.LaunchRefused, rundir.RunNotFound, rundir.RunLocked) as exc:
+    except (launcher.LaunchRefused, rundir.RunNotFound, rundir.RunLocked, NvmlUnavailable) as exc:
         _err(f"lftop: {exc}")
         return 1
     except KeyboardInterrupt:

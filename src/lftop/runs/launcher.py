@@ -62,7 +62,7 @@ def _device_count() -> int:
 def training_command(profile: Profile, run_dir: str | os.PathLike[str], gpus: str | None = None, nproc: int | None = None) -> list[str]:
     python = profile.launch.python or sys.executable
     nproc = nproc or place(profile, gpus).nproc
-    if nproc == 1:
+    if nproc == 1 and not profile.train.get("deepspeed"):  # DeepSpeed needs a distributed launch even alone
         return [python, "-u", str(WORKER), str(run_dir)]
     return [
         python, "-u", "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", str(nproc),

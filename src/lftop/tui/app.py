@@ -273,6 +273,8 @@ class LftopApp(App):
             self.post_message(ActionDone(text))
         except (launcher.LaunchRefused, RunLocked) as exc:
             self.post_message(ActionDone(str(exc), "warning"))
+        except Exception as exc:  # the app outlives a failed action; the message says what went wrong
+            self.post_message(ActionDone(f"{verb} {run_id} failed: {type(exc).__name__}: {exc}", "error"))
 
     @work(thread=True, group="control")
     def suggest_fix(self, run: RunStatus) -> None:
@@ -316,6 +318,8 @@ class LftopApp(App):
             self.post_message(ActionDone(f"launched {run.id}"))
         except launcher.LaunchRefused as exc:
             self.post_message(ActionDone(str(exc), "error"))
+        except Exception as exc:  # e.g. no GPU readable to pick from: say so, keep the app
+            self.post_message(ActionDone(f"launch failed: {type(exc).__name__}: {exc}", "error"))
 
     def action_open(self) -> None:
         run = self._selected()
