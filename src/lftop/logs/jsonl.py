@@ -9,7 +9,8 @@ from pathlib import Path
 from lftop.logs.records import Eval, Fact, Point, Progress, Record
 
 
-def _clock(text: object) -> float | None:
+def clock_seconds(text: object) -> float | None:
+    """Seconds of an H:MM:SS or MM:SS clock, as tqdm and LogCallback print them; None for "?" or garbage."""
     if not isinstance(text, str):
         return None
     try:
@@ -40,7 +41,7 @@ def parse_line(number: int, text: str) -> list[Record]:
     for key in ("vram_allocated", "vram_reserved"):
         if key in row:
             out.append(Fact(key, str(row[key]), number))
-    elapsed = _clock(row.get("elapsed_time"))
+    elapsed = clock_seconds(row.get("elapsed_time"))
     if elapsed is not None:
         out.append(Fact("elapsed_s", str(elapsed), number))
     return out

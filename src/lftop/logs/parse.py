@@ -18,6 +18,7 @@ import re
 from collections.abc import Iterable
 
 from lftop.logs import failures
+from lftop.logs.jsonl import clock_seconds
 from lftop.logs.records import Eval, Fact, Failure, Point, Progress, Record, Summary
 
 _HOT = re.compile(r"\{'|%\||\*\*\*\*\* train metrics \*\*\*\*\*")  # literal starts: a fast scan
@@ -49,15 +50,6 @@ def _number(value: object) -> float | None:
         return float(value)  # 5.x prints '0.0003333'; 4.x prints floats
     except (TypeError, ValueError):
         return None
-
-
-def _clock(text: str) -> float | None:
-    if "?" in text:
-        return None
-    seconds = 0.0
-    for part in text.split(":"):
-        seconds = seconds * 60 + int(part)
-    return seconds
 
 
 def _segment(text: str, start: int, end: int) -> tuple[int, int]:
@@ -195,7 +187,7 @@ class LogParser:
         rate = _number(m.group("rate"))
         if rate is not None and m.group("unit") == "s/it":
             rate = 1 / rate if rate else None
-        eta = (total - step) / rate if rate else _clock(m.group("rem"))
+        eta = (total - step) / rate if rate else clock_seconds(m.group("rem"))
         self._last_step = step
         self._frame = (line, step, total, rate, eta)
         self._release(step, out)

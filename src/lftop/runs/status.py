@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lftop.logs.follower import last_lines
 from lftop.logs.jsonl import tail_progress
 from lftop.runs import checkpoints
 from lftop.runs.process import ProcessRef
@@ -40,17 +41,10 @@ class RunStatus:
         }
 
 
-def _last_lines(path: Path, count: int = 10, window: int = 16384) -> list[str]:
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, 2)
-            size = f.tell()
-            f.seek(max(0, size - window))
-            data = f.read()
-    except OSError:
-        return []
-    text = data.decode("utf-8", "replace").replace("\r", "\n")
-    return [line for line in text.splitlines() if line.strip()][-count:]
+def _log_tail(path: Path, count: int = 10) -> list[str]:
+    """The last non-empty lines of a log, tqdm frames split apart."""
+    lines = last_lines(path, 4 * count, window=16384)
+    return [seg for line in lines for seg in line.split("\r") if seg.strip()][-count:]
 
 
 def status(run: RunDir) -> RunStatus:
@@ -73,5 +67,5 @@ def status(run: RunDir) -> RunStatus:
         checkpoints=[step for step, _ in checkpoints.complete(output_dir)],
         output_dir=str(output_dir), log=str(run.log), gpus=meta.get("gpus"), nproc=meta.get("nproc", 1),
         created=meta.get("created"), profile=meta.get("profile", ""), failure=failure,
-        log_tail=_last_lines(run.log) if state in ("lost", "failed") else [],
+        log_tail=_log_tail(run.log) if state in ("lost", "failed") else [],
     )
