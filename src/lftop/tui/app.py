@@ -81,24 +81,26 @@ class LftopApp(App):
         self._states: dict[str, str] = {}
         self._needle = ""
         self._select = select
+        self.gpu_panel, self.runs_table = GpuPanel(id="gpus"), RunsTable(id="runs")
+        self.curve_panel, self.log_tail = CurvePanel(id="curves"), LogTail(id="log")
         self.runs_feed = RunsFeed(self, home, self.interval)
         self.runs_feed.selected = select
         self.gpu_feed = GpuFeed(self, self.runs_feed, home, self.interval, gpu_source)
 
     def compose(self) -> ComposeResult:
         with Vertical(id="main"):
-            yield GpuPanel(id="gpus")
+            yield self.gpu_panel
             with Horizontal(id="middle"):
-                yield RunsTable(id="runs")
-                yield CurvePanel(id="curves")
-            yield LogTail(id="log")
+                yield self.runs_table
+                yield self.curve_panel
+            yield self.log_tail
             yield Input(placeholder="filter runs (esc clears)", id="filter")
         yield Static(f"terminal too small: lftop needs {MIN_SIZE[0]}×{MIN_SIZE[1]}", id="too-small")
         yield Footer()
 
     def on_mount(self) -> None:
         self.query_one("#filter").display = False
-        self.query_one(RunsTable).focus()
+        self.runs_table.focus()
         self._fit(self.size.width, self.size.height)
         self.call_after_refresh(self._start_feeds)  # the first frame first, then the threads
         try:  # the terminal went away (SSH dropped, tmux pane killed): leave cleanly
@@ -127,16 +129,23 @@ class LftopApp(App):
         self.set_class(width < 120, "narrow")
 
     # -- messages from the feeds -----------------------------------------------------------------
+    def _dashboard_gone(self) -> bool:
+        """True while the dashboard is not in the DOM (before compose, during exit): feed messages wait."""
+        return not self.runs_table.is_attached
+
     def on_gpu_sampled(self, message: GpuSampled) -> None:
         from lftop.gpu.sampler import record
 
-        panel = self.query_one(GpuPanel)
-        record(panel.rings, message.sample)
-        panel.show(message.sample)
+        if self._dashboard_gone():
+            return
+        record(self.gpu_panel.rings, message.sample)
+        self.gpu_panel.show(message.sample)
 
     def on_runs_polled(self, message: RunsPolled) -> None:
+        if self._dashboard_gone():
+            return
         self.runs = message.runs
-        table = self.query_one(RunsTable)
+        table = self.runs_table
         table.show(self.runs, self.etas, self._needle)
         if self._select and self._select in [r.id for r in self.runs]:
             table.move_cursor(row=[str(k.value) for k in table.rows].index(self._select))
@@ -167,14 +176,16 @@ class LftopApp(App):
             self.notify(f"{run.id} {run.state}: {why}", title="Run stopped", severity="error", timeout=20)
 
     def on_log_polled(self, message: LogPolled) -> None:
-        log = self.query_one(LogTail)
+        if self._dashboard_gone():
+            return
+        log = self.log_tail
         if message.reset:
             log.clear()
             self.lines.clear()
         self.curves = message.curves
         self.etas[message.curves.run] = message.curves.eta_s
         self.lines.extend(message.lines)
-        self.query_one(CurvePanel).show(message.curves)
+        self.curve_panel.show(message.curves)
         log.add(message.lines)
         if isinstance(self.screen, RunScreen):
             self.screen.update(message.curves, message.lines)
@@ -198,7 +209,7 @@ class LftopApp(App):
 
     # -- actions -----------------------------------------------------------------------------------
     def _selected(self) -> RunStatus | None:
-        chosen = self.query_one(RunsTable).selected()
+        chosen = self.runs_table.selected()
         return next((r for r in self.runs if r.id == chosen), None)
 
     def _can_control(self) -> bool:
@@ -282,7 +293,7 @@ class LftopApp(App):
         from lftop.estimate.arch import UnknownModel
 
         meta = RunDir(self.home / "runs" / run.id).meta()
-        sample = self.query_one(GpuPanel).sample
+        sample = self.gpu_panel.sample
         capacity = None
         if sample and sample.gpus.devices:
             free = [d.mem_total for d in sample.gpus.devices if d.mem_total]
@@ -335,17 +346,17 @@ class LftopApp(App):
 
     def on_input_changed(self, event: Input.Changed) -> None:
         self._needle = event.value.strip().lower()
-        self.query_one(RunsTable).show(self.runs, self.etas, self._needle)
+        self.runs_table.show(self.runs, self.etas, self._needle)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        self.query_one(RunsTable).focus()
+        self.runs_table.focus()
 
     def action_back(self) -> None:
         box = self.query_one("#filter", Input)
         if box.display:
             box.value = ""
             box.display = False
-            self.query_one(RunsTable).focus()
+            self.runs_table.focus()
 
     def action_help(self) -> None:
         keys = [(self.get_key_display(b.binding), b.binding.description)
