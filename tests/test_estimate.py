@@ -102,3 +102,13 @@ def test_estimate_cli_plans_for_another_machine(lftop):
     assert all(s["per_gpu_gib"] < data["per_gpu_gib"] for s in data["suggestions"])
     cpu = lftop.json("estimate", str(PROFILES / "demo-cpu.toml"), "--json")
     assert cpu["verdict"] is None and "CPU" in cpu["note"]
+
+
+def test_launch_refuses_a_predicted_oom_without_force(lftop, tmp_path):
+    profile = tmp_path / "big.toml"
+    profile.write_text('[launch]\ngpus = "0"\n[train]\nmodel_name_or_path = "meta-llama/Llama-3.1-8B-Instruct"\n'
+                       f'stage = "sft"\noutput_dir = "{tmp_path / "out"}"\nlogging_steps = 5\nbf16 = true\n')
+    result = lftop("launch", str(profile), check=False, env={"LFTOP_SIMULATE": "1,mem=8"})
+    assert result.returncode == 1
+    assert "OOM" in result.stderr and "try " in result.stderr and "--force" in result.stderr
+    assert not (lftop.home / "runs").exists() or not any((lftop.home / "runs").iterdir())  # nothing started
