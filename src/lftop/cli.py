@@ -14,7 +14,6 @@ from lftop.profiles import ProfileError, convert
 from lftop.profiles import load as load_profile
 from lftop.runs import launcher, rundir
 from lftop.gpu.nvml import NvmlUnavailable
-from lftop.runs.process import ProcessRef
 from lftop.runs.status import status
 
 
@@ -213,7 +212,7 @@ def _sample(args: argparse.Namespace):
     from lftop.gpu.sampler import sample
 
     runs = rundir.all_runs(args.home)
-    refs = [(r.id, ProcessRef(m["pid"], m["create_time"])) for r in runs if "pid" in (m := r.meta())]
+    refs = [(r.id, ref) for r in runs if (ref := r.process_ref()) is not None]
     return sample(runs=refs, disks=[args.home])
 
 

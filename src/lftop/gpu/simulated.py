@@ -80,15 +80,14 @@ class SimulatedNvml:
             return
         self._loads_at = now
         from lftop.runs.rundir import all_runs
-        from lftop.runs.process import ProcessRef
 
         loads: dict[int, Load] = {}
         home = self._runs_home()
         for run in all_runs(home) if home else []:
-            meta = run.meta()
-            if "pid" not in meta or not meta.get("gpus"):
+            meta, ref = run.meta(), run.process_ref()
+            if ref is None or not meta.get("gpus"):
                 continue
-            proc = ProcessRef(meta["pid"], meta["create_time"]).process()
+            proc = ref.process()
             if proc is None:
                 continue
             try:

@@ -172,7 +172,6 @@ def resume(run: RunDir, home: Path, overrides: dict | None = None) -> tuple[RunD
             step, path = newest
             meta["args"] = {**meta["args"], **(overrides or {}), "resume_from_checkpoint": str(path)}
             meta["args"].pop("overwrite_output_dir", None)  # it would delete trainer_log.jsonl: the history
-            meta["command"] = [str(part) for part in meta["command"]]
             run.write_meta(meta)
             (run.path / "args.yaml").write_text(convert.to_yaml(meta["args"]))
             run.clear_control()

@@ -11,6 +11,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from lftop.runs.process import ProcessRef
+
 ACTIVE = ("starting", "running", "pausing")
 FINAL = ("paused", "completed", "failed", "stopped")
 
@@ -49,6 +51,11 @@ class RunDir:
 
     def write_meta(self, meta: dict) -> None:
         write_atomic(self.path / "run.json", json.dumps(meta, indent=1) + "\n")
+
+    def process_ref(self) -> ProcessRef | None:
+        """The recorded supervisor (pid and create time), once the run has been started."""
+        meta = self.meta()
+        return ProcessRef(meta["pid"], meta["create_time"]) if "pid" in meta else None
 
     def state(self) -> str:
         try:

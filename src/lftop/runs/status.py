@@ -49,7 +49,7 @@ def _log_tail(path: Path, count: int = 10) -> list[str]:
 
 def status(run: RunDir) -> RunStatus:
     meta = run.meta()
-    ref = ProcessRef(meta["pid"], meta["create_time"]) if "pid" in meta else None
+    ref = run.process_ref()
     alive = ref.alive() if ref else False
     state = run.state()
     if state in ACTIVE and not alive:
