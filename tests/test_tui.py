@@ -7,7 +7,9 @@ import time
 import pytest
 
 from conftest import needs_llamafactory, write_profile
+from lftop.tui import render
 from lftop.tui.app import LftopApp
+from lftop.tui.messages import Curves
 from lftop.tui.screens import ConfirmScreen, HelpScreen, LaunchScreen, RunScreen
 from lftop.tui.widgets import LogTail, RunsTable
 
@@ -182,12 +184,24 @@ async def test_a_large_log_shows_its_end_first_and_fills_the_history_in(home, mo
         await until(pilot, lambda: app.curves is not None, 10, "the first poll")
         first = len(app.curves.loss)
         assert 0 < first < steps  # the history is still filling in
-        assert any("THE LAST LINE" in str(line.text) for line in app.query_one(LogTail).lines)
+        assert any("THE LAST LINE" in line for line in app.query_one(LogTail).lines)
         await until(pilot, lambda: len(app.curves.loss) == steps, 60, "the whole history")
         assert app.curves.step == steps
-        assert [str(line.text) for line in app.query_one(LogTail).lines].count("THE LAST LINE") == 1
+        assert list(app.query_one(LogTail).lines).count("THE LAST LINE") == 1
 
 
 def test_without_a_terminal_lftop_points_to_the_sub_commands(lftop):
     result = lftop(check=False)
     assert result.returncode == 2 and "needs a terminal" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_loss_chart_is_as_tall_as_the_panel_and_keeps_a_row_when_short():
+    assert render.chart([0.0, 1.0], 2, height=2) == [" █", "▁█"]
+    assert render.chart([3.0, 1.0, 2.0, 0.0], 2) == ["█▁"]  # two buckets keep their maxima, 3 and 2
+    c = Curves("r", loss=[2.0, 1.5, 1.0], lr=[1e-4, 5e-5, 0.0], eval_loss=[1.2], step=3, total=10, eta_s=70)
+    tall = render.curves(c, 60, 10).plain.split("\n")
+    assert tall[0].startswith("loss 1.0000 (min 1.0000)") and "step 3/10 ETA 1m10s" in tall[0]
+    assert len(tall) == 10 and tall[-3].startswith("loss ") and tall[-2].startswith("lr") and tall[-1].startswith("eval")
+    short = render.curves(c, 40, 3).plain.split("\n")
+    assert short[0] == "loss 1.0000 (min 1.0000)  eval 1.2000"  # what does not fit is left out, not cut
+    assert [line[:5].strip() for line in short[1:]] == ["loss", "lr"]  # eval gives way first

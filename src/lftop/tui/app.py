@@ -6,6 +6,7 @@ import signal
 import sys
 from collections import deque
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textual import work
 from textual.app import App, ComposeResult, SystemCommand
@@ -13,20 +14,22 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Input, Static
 
-from lftop.runs import launcher
-from lftop.runs.process import wait_gone
-from lftop.runs.rundir import ACTIVE, RunDir, RunLocked
-from lftop.runs.status import RunStatus, status
-from lftop.tui.feeds import GpuFeed, RunsFeed
 from lftop.tui.messages import ActionDone, Curves, GpuSampled, LogPolled, RunsPolled
-from lftop.tui.screens import ConfirmScreen, HelpScreen, LaunchScreen, RunScreen
 from lftop.tui.themes import load_themes
 from lftop.tui.widgets import CurvePanel, GpuPanel, LogTail, RunsTable
+
+if TYPE_CHECKING:
+    from lftop.runs.status import RunStatus
+    from lftop.tui.feeds import GpuFeed, RunsFeed
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
+
+# What the first frame does not need is imported when it is: the feeds after the first frame, the
+# screens when one opens, the launcher in the worker that acts (see benchmarks/tui_cost.py).
+ENDED = ("completed", "failed", "lost", "paused", "stopped")
 
 MIN_SIZE = (80, 24)
 
@@ -81,11 +84,11 @@ class LftopApp(App):
         self._states: dict[str, str] = {}
         self._needle = ""
         self._select = select
+        self.selected_run = select  # read by the runs feed: whose log to follow
         self.gpu_panel, self.runs_table = GpuPanel(id="gpus"), RunsTable(id="runs")
         self.curve_panel, self.log_tail = CurvePanel(id="curves"), LogTail(id="log")
-        self.runs_feed = RunsFeed(self, home, self.interval)
-        self.runs_feed.selected = select
-        self.gpu_feed = GpuFeed(self, self.runs_feed, home, self.interval, gpu_source)
+        self._gpu_source = gpu_source
+        self.feeds: tuple[RunsFeed, GpuFeed] | None = None
 
     def compose(self) -> ComposeResult:
         with Vertical(id="main"):
@@ -94,12 +97,10 @@ class LftopApp(App):
                 yield self.runs_table
                 yield self.curve_panel
             yield self.log_tail
-            yield Input(placeholder="filter runs (esc clears)", id="filter")
         yield Static(f"terminal too small: lftop needs {MIN_SIZE[0]}×{MIN_SIZE[1]}", id="too-small")
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#filter").display = False
         self.runs_table.focus()
         self._fit(self.size.width, self.size.height)
         self.call_after_refresh(self._start_feeds)  # the first frame first, then the threads
@@ -111,12 +112,16 @@ class LftopApp(App):
             pass
 
     def _start_feeds(self) -> None:
-        self.runs_feed.thread.start()
-        self.gpu_feed.thread.start()
+        from lftop.tui.feeds import GpuFeed, RunsFeed
+
+        runs = RunsFeed(self, self.home, self.interval)
+        self.feeds = (runs, GpuFeed(self, runs, self.home, self.interval, self._gpu_source))
+        for feed in self.feeds:
+            feed.thread.start()
 
     def on_unmount(self) -> None:
-        self.runs_feed.thread.stop()
-        self.gpu_feed.thread.stop()
+        for feed in self.feeds or ():
+            feed.thread.stop()
 
     def on_resize(self, event) -> None:
         self._fit(event.size.width, event.size.height)
@@ -142,6 +147,8 @@ class LftopApp(App):
         self.gpu_panel.show(message.sample)
 
     def on_runs_polled(self, message: RunsPolled) -> None:
+        from lftop.runs.rundir import ACTIVE
+
         if self._dashboard_gone():
             return
         self.runs = message.runs
@@ -151,11 +158,11 @@ class LftopApp(App):
             table.move_cursor(row=[str(k.value) for k in table.rows].index(self._select))
             table.scroll_to(x=0, animate=False, immediate=True)
             self._select = None
-        self.runs_feed.selected = table.selected()
+        self.selected_run = table.selected()
         for run in self.runs:
             before = self._states.get(run.id)
             self._states[run.id] = run.state
-            if before in ACTIVE and run.state in ("completed", "failed", "lost", "paused", "stopped"):
+            if before in ACTIVE and run.state in ENDED:
                 self._announce(run)
 
     def _announce(self, run: RunStatus) -> None:
@@ -187,6 +194,8 @@ class LftopApp(App):
         self.lines.extend(message.lines)
         self.curve_panel.show(message.curves)
         log.add(message.lines)
+        from lftop.tui.screens import RunScreen
+
         if isinstance(self.screen, RunScreen):
             self.screen.update(message.curves, message.lines)
 
@@ -194,7 +203,7 @@ class LftopApp(App):
         self.notify(message.text, severity=message.severity)
 
     def on_data_table_row_highlighted(self, event: RunsTable.RowHighlighted) -> None:
-        self.runs_feed.selected = str(event.row_key.value) if event.row_key else None
+        self.selected_run = str(event.row_key.value) if event.row_key else None
 
     def on_data_table_row_selected(self, event: RunsTable.RowSelected) -> None:
         self.action_open()
@@ -250,6 +259,8 @@ class LftopApp(App):
             return
         if not run.alive:
             return self._refuse(f"{run.id} is {run.state}: not running")
+        from lftop.tui.screens import ConfirmScreen
+
         question = f"Stop {run.id}? The process tree is killed and nothing is saved (p pauses with a checkpoint)."
         self.push_screen(ConfirmScreen(question), lambda yes: self.control("stop", run.id) if yes else None)
 
@@ -263,6 +274,11 @@ class LftopApp(App):
     @work(thread=True, group="control")
     def control(self, verb: str, run_id: str) -> None:
         """Pause, resume, stop or fix-and-resume in a worker thread: all of them touch disk and processes."""
+        from lftop.runs import launcher
+        from lftop.runs.process import wait_gone
+        from lftop.runs.rundir import RunDir, RunLocked
+        from lftop.runs.status import status
+
         run = RunDir(self.home / "runs" / run_id)
         try:
             if verb == "pause":
@@ -291,6 +307,7 @@ class LftopApp(App):
     def suggest_fix(self, run: RunStatus) -> None:
         from lftop.estimate.advice import advise
         from lftop.estimate.arch import UnknownModel
+        from lftop.runs.rundir import RunDir
 
         meta = RunDir(self.home / "runs" / run.id).meta()
         sample = self.gpu_panel.sample
@@ -315,6 +332,8 @@ class LftopApp(App):
     def action_launch(self) -> None:
         if not self._can_control():
             return
+        from lftop.tui.screens import LaunchScreen
+
         self.push_screen(LaunchScreen(self.home), self._launch_chosen)
 
     def _launch_chosen(self, profile) -> None:
@@ -323,6 +342,8 @@ class LftopApp(App):
 
     @work(thread=True, group="control")
     def launch_profile(self, profile) -> None:
+        from lftop.runs import launcher
+
         try:
             run = launcher.launch(profile, self.home, force=False)
             self._select = run.id
@@ -336,13 +357,23 @@ class LftopApp(App):
         run = self._selected()
         if run is None:
             return self._refuse("no run selected")
+        from lftop.tui.screens import RunScreen
+
         curves = self.curves if self.curves and self.curves.run == run.id else None
         self.push_screen(RunScreen(run.id, curves, list(self.lines) if curves else []))
 
     def action_filter(self) -> None:
-        box = self.query_one("#filter", Input)
+        box = self._filter_box()
+        if box is None:
+            box = Input(placeholder="filter runs (esc clears)", id="filter")
+            self.query_one("#main").mount(box)
         box.display = True
         box.focus()
+
+    def _filter_box(self) -> Input | None:
+        """The filter, mounted on the first `/`."""
+        found = self.query("#filter")
+        return found.first(Input) if found else None
 
     def on_input_changed(self, event: Input.Changed) -> None:
         self._needle = event.value.strip().lower()
@@ -352,8 +383,8 @@ class LftopApp(App):
         self.runs_table.focus()
 
     def action_back(self) -> None:
-        box = self.query_one("#filter", Input)
-        if box.display:
+        box = self._filter_box()
+        if box is not None and box.display:
             box.value = ""
             box.display = False
             self.runs_table.focus()
@@ -361,6 +392,8 @@ class LftopApp(App):
     def action_help(self) -> None:
         keys = [(self.get_key_display(b.binding), b.binding.description)
                 for b in self.active_bindings.values() if b.binding.description]
+        from lftop.tui.screens import HelpScreen
+
         self.push_screen(HelpScreen(keys))
 
     def action_quit(self) -> None:

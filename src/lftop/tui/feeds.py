@@ -23,7 +23,6 @@ class RunsFeed:
 
     def __init__(self, app, home: Path, interval: float):
         self.app, self.home = app, home
-        self.selected: str | None = None
         self.runs: list[tuple[str, ProcessRef]] = []  # read by the GPU feed for ownership
         self._logs: RunLogs | None = None
         self._logs_for: str | None = None
@@ -35,7 +34,7 @@ class RunsFeed:
         with self._lock:
             self.runs = [(s.id, s.process) for s in statuses if s.process is not None]
         messages: list = [RunsPolled(statuses)]
-        chosen = next((s for s in statuses if s.id == self.selected), None)
+        chosen = next((s for s in statuses if s.id == self.app.selected_run), None)
         if chosen is not None:
             messages.append(self._follow(chosen))
         return messages

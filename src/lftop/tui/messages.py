@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from typing import TYPE_CHECKING
+
 from textual.message import Message
 
-from lftop.gpu.sampler import Sample
-from lftop.runs.status import RunStatus
+if TYPE_CHECKING:
+    from lftop.gpu.sampler import Sample
+    from lftop.runs.status import RunStatus
 
 
 class GpuSampled(Message):

@@ -3,27 +3,70 @@
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 
 from lftop.gpu.ring import Rings
-from lftop.gpu.sampler import Sample
+
+if TYPE_CHECKING:
+    from lftop.gpu.sampler import Sample
+    from lftop.tui.messages import Curves
 
 GIB = 1 << 30
 BARS = "▁▂▃▄▅▆▇█"
 
 
-def spark(values: list[float], width: int, lo: float | None = None, hi: float | None = None) -> str:
-    """A one-line sparkline of the last `width` values (bucketed by max when longer)."""
-    if not values or width <= 0:
-        return ""
+def chart(values: list[float], width: int, height: int = 1, lo: float | None = None,
+          hi: float | None = None) -> list[str]:
+    """`height` rows of block characters, one column per value of the last `width` (bucketed by max when
+    longer); the lowest value still shows as a sliver."""
+    if not values or width <= 0 or height <= 0:
+        return []
     if len(values) > width:
         step = len(values) / width
         values = [max(values[int(i * step): max(int((i + 1) * step), int(i * step) + 1)]) for i in range(width)]
     lo = min(values) if lo is None else lo
     hi = max(values) if hi is None else hi
-    span = (hi - lo) or 1.0
-    return "".join(BARS[min(7, max(0, int((v - lo) / span * 7.999)))] for v in values)
+    span, eighths = (hi - lo) or 1.0, height * 8
+    levels = [1 + min(eighths - 1, max(0, int((v - lo) / span * (eighths - 0.001)))) for v in values]
+    return ["".join(" " if (n := level - 8 * below) <= 0 else BARS[min(n, 8) - 1] for level in levels)
+            for below in range(height - 1, -1, -1)]
+
+
+def spark(values: list[float], width: int, lo: float | None = None, hi: float | None = None) -> str:
+    """A one-line sparkline of the last `width` values."""
+    return "".join(chart(values, width, 1, lo, hi))
+
+
+def curves(c: Curves, width: int, height: int) -> Text:
+    """The latest numbers on the first line (as many as fit, most useful first), then the loss chart
+    filling what the lr and eval lines leave."""
+    parts = [f"loss {c.loss[-1]:.4f} (min {min(c.loss):.4f})" if c.loss else "no loss yet"]
+    if c.step is not None:
+        parts.append(f"step {c.step}/{c.total} ETA {duration(c.eta_s)}")
+    if c.eval_loss:
+        parts.append(f"eval {c.eval_loss[-1]:.4f}")
+    if c.lr:
+        parts.append(f"lr {c.lr[-1]:.2e}")
+    if c.grad_norm:
+        parts.append(f"grad {c.grad_norm[-1]:.3f}")
+    line = parts[0]
+    for part in parts[1:]:
+        if len(line) + 2 + len(part) <= width:
+            line += "  " + part
+    out = Text(line[:width])  # one line, so the rows below keep their places
+    extra = [(name, values) for name, values in (("lr", c.lr), ("eval", c.eval_loss)) if values]
+    while extra and height - 1 - len(extra) < 1:
+        extra.pop()  # too short: the loss chart keeps a row, eval goes first, then lr
+    rows = chart(c.loss, width - 5, max(1, height - 1 - len(extra)))
+    for i, row in enumerate(rows):
+        out.append("\n" + ("loss " if i == len(rows) - 1 else "     "), style="dim")
+        out.append(row, style="green")
+    for name, values in extra:
+        out.append(f"\n{name:<5}", style="dim")
+        out.append(spark(values, width - 5), style="cyan")
+    return out
 
 
 def bar(fraction: float | None, width: int) -> Text:
@@ -41,7 +84,7 @@ def na(value, fmt: str = "{}") -> str:
 def gpu_panel(s: Sample | None, rings: Rings, width: int, detail: bool) -> Text:
     """One line per GPU (memory bar, utilisation, temperature, power, history), processes when `detail`."""
     if s is None:
-        return Text("reading GPUs…", style="dim")
+        return Text("reading GPUs...", style="dim")
     g = s.gpus
     out = Text()
     if g.error:

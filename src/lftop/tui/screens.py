@@ -66,7 +66,7 @@ class RunScreen(Screen):
         self.run, self.curves, self.lines = run, curves, lines
 
     def compose(self) -> ComposeResult:
-        yield CurvePanel(tall=True, id="run-curves")
+        yield CurvePanel(id="run-curves")
         yield LogTail(id="run-log")
         yield Footer()
 

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
+from rich.highlighter import Highlighter
 from rich.text import Text
-from textual.containers import Horizontal, Vertical
-from textual.widgets import DataTable, RichLog, Sparkline, Static
+from textual.widget import Widget
+from textual.widgets import DataTable, Log, Static
 
 from lftop.gpu.ring import Rings
-from lftop.gpu.sampler import Sample
-from lftop.runs.status import RunStatus
 from lftop.tui import render
-from lftop.tui.messages import Curves
+
+if TYPE_CHECKING:
+    from lftop.gpu.sampler import Sample
+    from lftop.runs.status import RunStatus
+    from lftop.tui.messages import Curves
 
 _ERROR = re.compile(r"Error|error:|Traceback|out of memory|NCCL|Killed|exitcode", re.I)
 _WARN = re.compile(r"WARNING|Warning")
@@ -22,7 +26,7 @@ class GpuPanel(Static):
     """Per-GPU memory, utilisation, temperature, power and history; processes and their runs."""
 
     def __init__(self, **kw) -> None:
-        super().__init__("reading GPUs…", **kw)
+        super().__init__("reading GPUs...", **kw)
         self.border_title = "GPUs"
         self.sample: Sample | None = None
         self.rings = Rings()
@@ -82,64 +86,53 @@ class RunsTable(DataTable):
             return None
 
 
-class CurvePanel(Vertical):
-    """The selected run's loss, learning rate and eval loss as sparklines, with the latest numbers."""
+class CurvePanel(Widget):
+    """The selected run's latest numbers, its loss as a chart as tall as the panel, learning rate and eval loss."""
 
-    def __init__(self, tall: bool = False, **kw) -> None:
+    def __init__(self, **kw) -> None:
         super().__init__(**kw)
-        self.tall = tall
         self.border_title = "Loss"
-
-    def compose(self):
-        yield Static("no run selected", classes="numbers")
-        for name, label in (("loss", "loss"), ("lr", "lr"), ("eval", "eval")):
-            with Horizontal(classes=f"curve {name}"):
-                yield Static(label, classes="label")
-                yield Sparkline([], classes=name + (" tall" if self.tall and name == "loss" else ""))
+        self.curves: Curves | None = None
 
     def show(self, c: Curves) -> None:
+        self.curves = c
         self.border_title = f"Loss · {c.run}"
-        last = f"loss {c.loss[-1]:.4f} (min {min(c.loss):.4f})" if c.loss else "no loss yet"
-        parts = [last]
-        if c.lr:
-            parts.append(f"lr {c.lr[-1]:.2e}")
-        if c.grad_norm:
-            parts.append(f"grad {c.grad_norm[-1]:.3f}")
-        if c.eval_loss:
-            parts.append(f"eval {c.eval_loss[-1]:.4f}")
-        if c.step is not None:
-            parts.append(f"step {c.step}/{c.total}  ETA {render.duration(c.eta_s)}")
-        self.query_one(".numbers", Static).update("  ".join(parts))
-        self.query_one("Sparkline.loss", Sparkline).data = c.loss
-        self.query_one("Sparkline.lr", Sparkline).data = c.lr
-        self.query_one("Sparkline.eval", Sparkline).data = c.eval_loss
-        self.query_one("Horizontal.eval").display = bool(c.eval_loss)
+        self.refresh()
+
+    def render(self) -> Text:
+        if self.curves is None:
+            return Text("no run selected", style="dim")
+        return render.curves(self.curves, self.content_size.width, self.content_size.height)
 
 
-class LogTail(RichLog):
+class _Severity(Highlighter):
+    """Error lines bold red, warnings yellow."""
+
+    def highlight(self, text: Text) -> None:
+        if _ERROR.search(text.plain):
+            text.stylize("bold red")
+        elif _WARN.search(text.plain):
+            text.stylize("yellow")
+
+
+class LogTail(Log):
     """Follows the run's log; stops following when scrolled up, counting what arrives meanwhile."""
 
     def __init__(self, **kw) -> None:
-        super().__init__(max_lines=2000, wrap=False, markup=False, highlight=False, auto_scroll=False, **kw)
+        super().__init__(max_lines=2000, highlight=True, auto_scroll=False, **kw)
+        self.highlighter = _Severity()
         self.border_title = "Log"
         self.unseen = 0
 
     def add(self, lines: list[str]) -> None:
         following = self.is_vertical_scroll_end or self.max_scroll_y == 0
-        for raw in lines:
-            line = raw.rsplit("\r", 1)[-1] if "\r" in raw else raw  # a tqdm line: its last frame
-            if not line.strip():
-                continue
-            style = "bold red" if _ERROR.search(line) else "yellow" if _WARN.search(line) else ""
-            self.write(Text(line, style=style), scroll_end=following)
-            if not following:
-                self.unseen += 1
-        if following:
-            self.unseen = 0
-            self.scroll_end(animate=False, immediate=True)
+        shown = [line for raw in lines if (line := raw.rsplit("\r", 1)[-1]).strip()]  # a tqdm line: its last frame
+        if not shown:
+            return
+        self.write_lines(shown, scroll_end=following)
+        self.unseen = 0 if following else self.unseen + len(shown)
         self.border_subtitle = f"↓ {self.unseen} new lines (End to follow)" if self.unseen else ""
 
     def on_resize(self) -> None:
         if not self.unseen:  # following: stay at the end whatever the layout does
             self.call_after_refresh(self.scroll_end, animate=False, immediate=True)
-
