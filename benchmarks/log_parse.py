@@ -54,7 +54,7 @@ def lftop_parse(path: Path) -> tuple[float, int]:
     started = time.perf_counter()
     follower, parser, count = Follower(path), LogParser(), 0
     while (block := follower.read_block(limit=64 << 20)).count:
-        count += len(parser.feed_block(block.first, block.text))
+        count += len(parser.feed_block(block.first, block.data))
     count += len(parser.finish())
     return time.perf_counter() - started, count
 

@@ -5,8 +5,8 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lftop.logs import jsonl, scan
-from lftop.logs.follower import Follower, read_lines
+from lftop.logs import jsonl, parse, scan
+from lftop.logs.follower import Follower, clean, read_lines
 from lftop.logs.history import History, RunLogs
 from lftop.logs.parse import LogParser, parse_lines
 from lftop.logs.records import Eval, Failure, Fact, Point, Progress, Summary
@@ -153,7 +153,7 @@ def test_any_split_into_writes_yields_the_same_records(tmp_path_factory, cuts):
             out.write(data[start:end])
         start = end
         block = follower.read_block()  # many lines at once, as a history load reads them
-        got += parser.feed_block(block.first, block.text) if block.count else []
+        got += parser.feed_block(block.first, block.data) if block.count else []  # bytes: the C scanner's way
     for number, text in follower.flush():
         got += parser.feed(number, text)
     got += parser.finish()
@@ -164,3 +164,55 @@ def read_lines_from_bytes(folder: Path, data: bytes):
     path = folder / "whole"
     path.write_bytes(data)
     return read_lines(path)
+
+
+# -- the C scanner against the Python parser ------------------------------------------------------
+
+def _frame(step: int, total: int, rate: str) -> str:
+    return f"{step * 100 // total:3d}%|{'█' * (step * 10 // total):<10}| {step}/{total} [00:0{step % 10}<01:{step % 60:02d}{rate}]"
+
+
+_PIECES = st.one_of(
+    st.builds(_frame, st.integers(0, 30), st.sampled_from([30, 30, 30, 7]),
+              st.sampled_from([",  1.52it/s", ", 3.10s/it", ", ?it/s", "", ",  0.00it/s", ", 0.00s/it", ", 1.2.3it/s"])),
+    st.builds(lambda loss, q: f"{{'loss': {q}{loss}{q}, 'grad_norm': {q}0.45{q}, 'learning_rate': {q}1e-05{q}, "
+                              f"'epoch': {q}0.{loss[-1]}{q}}}", st.sampled_from(["2.1", "1.95", "0.5", "nan"]),
+              st.sampled_from(["'", ""])),
+    st.sampled_from([
+        " " * 20, "", "{'loss': '1.5', 'epoch': '0.5'}", "{'eval_loss': '1.9', 'epoch': '0.4'}",
+        "{'train_runtime': '10.2', 'train_loss': '1.7', 'epoch': '1.0'}", "\x1b[31m 50%|#####| 15/30 [00:01<00:01, 9.0it/s]\x1b[0m",
+        "[INFO|trainer.py:1478] 2026-11-22 07:52:57,024 >>   Total optimization steps = 30",
+        "[INFO|2026-11-22 07:54:27] llamafactory.hparams.parser:144 >> Resuming training from /x/checkpoint-10.",
+        "***** train metrics *****", "  train_loss               =     5.5892", "Traceback (most recent call last):",
+        "  File \"x.py\", line 1, in <module>", "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0",
+        "[rank1]: NCCL error: unhandled system error", "Killed", "garbage \udcff bytes",
+    ]),
+)
+_LINES = st.lists(st.lists(_PIECES, min_size=0, max_size=6).map(lambda segs: "\r".join(segs)), min_size=1, max_size=30)
+
+
+@settings(max_examples=300, deadline=None)
+@given(lines=_LINES, cuts=st.lists(st.integers(0, 40), max_size=4))
+def test_the_c_scanner_gives_exactly_the_python_parsers_records(lines, cuts):
+    blocks, start = [], 0
+    for cut in sorted({min(c, len(lines)) for c in cuts if c > 0}) + [len(lines)]:  # state crosses blocks
+        if cut > start:
+            blocks.append((start + 1, "\n".join(lines[start:cut]).encode("utf-8", "surrogateescape")))
+            start = cut
+    python, fast, expected, got = LogParser(), LogParser(), [], []
+    for first, data in blocks:
+        expected += python.feed_block(first, clean(data))  # text: the Python parser alone
+        got += fast.feed_block(first, data)  # bytes: the C scanner where it can
+    assert repr(got + fast.finish()) == repr(expected + python.finish())  # repr: a nan loss equals itself
+
+
+def test_the_c_scanner_is_built_and_takes_the_common_lines():
+    assert parse._fastlog is not None, "the install did not compile src/lftop/logs/_fastlog.c (is a C compiler there?)"
+    data = ("\r" + _frame(1, 30, ",  1.52it/s") + "\r{'loss': '2.1', 'grad_norm': '0.45', 'learning_rate': '1e-05', "
+            "'epoch': '0.1'}\n\r" + _frame(2, 30, ",  1.52it/s") + "\n").encode()
+    out = []
+    pos, line, last_step, frame, pending = parse._fastlog.scan(
+        data, 0, 1, None, None, None, None, out, Point, Progress, jsonl.clock_seconds)
+    assert pos == len(data) + 1 and line == 4 and last_step == 2 and pending is None  # every line, in C
+    assert out == [Progress(1, 30, 1.52, 29 / 1.52, 1), Point(2, 2.1, 1e-05, 0.45, 0.1, 1)]
+    assert frame == (2, 2, 30, 1.52, 28 / 1.52)

@@ -4,7 +4,7 @@ Partial last lines are held back until their newline arrives; lines longer than 
 last `max_line` bytes (a tqdm line of carriage-return frames is only worth its end). When the file
 shrinks (copytruncate) or its inode changes (deleted and recreated), reading starts again at the new
 beginning and `resets` counts up, so a consumer can drop what it derived from the old file.
-Reading hands out blocks of whole lines, decoded and cleaned in one pass each.
+Reading hands out blocks of whole lines as bytes; a block's text is decoded and cleaned when first asked for.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 CHUNK = 8 << 20
@@ -26,14 +27,30 @@ def clean(raw: bytes) -> str:
 
 @dataclass(frozen=True)
 class Block:
-    """Whole lines `first` .. `first + count - 1`, joined by newlines (no trailing newline)."""
+    """Whole lines `first` .. `first + count - 1` as read, joined by newlines (no trailing newline)."""
 
     first: int
-    text: str
+    data: bytes
     count: int
+
+    @cached_property
+    def text(self) -> str:
+        return clean(self.data)
 
     def lines(self) -> list[tuple[int, str]]:
         return list(enumerate(self.text.split("\n"), self.first)) if self.count else []
+
+    def tail(self, count: int) -> list[tuple[int, str]]:
+        """The last `count` lines, numbered; only they are decoded."""
+        if not self.count:
+            return []
+        cut = len(self.data)
+        for _ in range(count):
+            cut = self.data.rfind(b"\n", 0, cut)
+            if cut == -1:
+                break
+        lines = clean(self.data[cut + 1:]).split("\n")
+        return list(enumerate(lines, self.first + self.count - len(lines)))
 
 
 class Follower:
@@ -57,7 +74,7 @@ class Follower:
         try:
             fd = os.open(self.path, os.O_RDONLY)
         except OSError:
-            return Block(self.line_no + 1, "", 0)
+            return Block(self.line_no + 1, b"", 0)
         try:
             st = os.fstat(fd)
             if self._inode is not None and (st.st_ino != self._inode or st.st_size < self.offset):
@@ -84,7 +101,7 @@ class Follower:
     def _block(self, data: bytes, any_line: bool) -> Block:
         first = self.line_no + 1
         if not any_line:
-            return Block(first, "", 0)
+            return Block(first, b"", 0)
         count = data.count(b"\n") + 1
         if len(data) > self.max_line:
             parts = data.split(b"\n")
@@ -92,7 +109,7 @@ class Follower:
                 self.truncated_lines += sum(1 for p in parts if len(p) > self.max_line)
                 data = b"\n".join(p[-self.max_line:] for p in parts)
         self.line_no += count
-        return Block(first, clean(data), count)
+        return Block(first, data, count)
 
     def read(self, limit: int | None = None) -> list[tuple[int, str]]:
         """New complete lines as (line number, text)."""

@@ -9,7 +9,7 @@ from the step rate, never from the JSONL `remaining_time` (wrong after a resume)
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from lftop.logs import jsonl
 from lftop.logs.follower import Follower
@@ -40,7 +40,7 @@ class History:
                 if r.step not in self._jsonl_steps:
                     self.points[r.step] = r
                 elif self.points[r.step].grad_norm is None and r.grad_norm is not None:
-                    self.points[r.step] = replace(self.points[r.step], grad_norm=r.grad_norm)
+                    self.points[r.step] = self.points[r.step]._replace(grad_norm=r.grad_norm)
             else:
                 self._common(r, from_log=True)
 
@@ -48,7 +48,7 @@ class History:
         """Records from trainer_log.jsonl."""
         for r in records:
             if isinstance(r, Point):
-                self.points[r.step] = replace(r, grad_norm=self._log_grad.get(r.step))
+                self.points[r.step] = r._replace(grad_norm=self._log_grad.get(r.step))
                 self._jsonl_steps.add(r.step)
             elif isinstance(r, Fact) and r.key == "elapsed_s":
                 self._timing(float(r.value))
@@ -114,11 +114,10 @@ class RunLogs:
             self._log_resets, self._parser = self._log.resets, LogParser()
         rows = self._jsonl.read(limit)
         if block.count:
-            self.history.add_log(self._parser.feed_block(block.first, block.text))
+            self.history.add_log(self._parser.feed_block(block.first, block.data))
         for number, text in rows:
             self.history.add_jsonl(jsonl.parse_line(number, text))
-        tail = block.text.rsplit("\n", keep_lines)[-keep_lines:] if block.count else []
-        self.new_lines = list(enumerate(tail, block.first + block.count - len(tail)))
+        self.new_lines = block.tail(keep_lines)
         return bool(block.count or rows)
 
     @property

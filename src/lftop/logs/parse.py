@@ -5,8 +5,10 @@ line behind tqdm frames; tqdm progress; the `***** train metrics *****` block; L
 lines; and failures: CUDA OOM, NCCL, tracebacks with or without torchrun's `[rankN]:` prefix,
 torchrun's ChildFailedError and a SIGKILLed rank.
 
-The parser reads blocks of whole lines with one regular-expression scan, so a multi-gigabyte log costs
-a pass of the regex engine plus work per record, not per line. A metric dict carries no step:
+Blocks of whole lines arrive as bytes. Lines made only of tqdm frames and the standard metric dict,
+nearly all of a long log, go through the C scanner (lftop.logs._fastlog, built at install where a
+compiler is found); every other line, or every line without it, through the Python parser here, which
+finds what it needs with one regular-expression scan per block. Both give the same records. A metric dict carries no step:
 transformers prints it between clearing and redrawing the progress bar, so its step is the one of the
 next training progress frame, and points wait for that frame. Of the frames on one line (carriage
 returns), only the last becomes a Progress record.
@@ -18,12 +20,18 @@ import re
 from collections.abc import Iterable
 
 from lftop.logs import failures
+from lftop.logs.follower import clean
 from lftop.logs.jsonl import clock_seconds
 from lftop.logs.records import Eval, Fact, Failure, Point, Progress, Record, Summary
 
+try:
+    from lftop.logs import _fastlog
+except ImportError:  # built without a compiler: the Python parser reads every line
+    _fastlog = None
+
 _HOT = re.compile(r"\{'|%\||\*\*\*\*\* train metrics \*\*\*\*\*")  # literal starts: a fast scan
 _DICT = re.compile(r"\{'[^{}\n]*\}")
-_FRAME = re.compile(r"\d+%\|[^|\n]*\|\s*(?P<n>\d+)/(?P<total>\d+)\s*\[[\d:]+<(?P<rem>[\d:?]+)"
+_FRAME = re.compile(r"\d+%\|[^|\n]*\| *(?P<n>\d+)/(?P<total>\d+) *\[[\d:]+<(?P<rem>[\d:?]+)"
                     r"(?:,\s*(?:(?P<rate>[\d.]+)(?P<unit>it/s|s/it)|\?it/s))?")
 _RARE_WORDS = ("Process rank: ", "trainable params: ", "Resuming training from", "Loading model from",
                "Total optimization steps", "distributed tasks", "rror", "out of memory", "NCCL", "nccl",
@@ -75,9 +83,35 @@ class LogParser:
         """One complete line."""
         return self.feed_block(number, text)
 
-    def feed_block(self, first: int, text: str) -> list[Record]:
-        """Complete lines joined by newlines, the first being line `first`."""
+    def feed_block(self, first: int, data: bytes | str) -> list[Record]:
+        """Complete lines joined by newlines, the first being line `first`: bytes as read, or text."""
         out: list[Record] = []
+        if isinstance(data, str) or _fastlog is None:
+            self._scan(first, data if isinstance(data, str) else clean(data), out)
+        else:
+            self._scan_fast(first, data, out)
+        if self._frame is not None:
+            self._emit_frame(out)
+        return out
+
+    def _scan_fast(self, line: int, data: bytes, out: list[Record]) -> None:
+        """The C scanner takes the lines it knows; each line it stops at goes through `_scan`."""
+        pos, end = 0, len(data)
+        while pos <= end:
+            if self._metrics is None and len(self._pending) <= 1:
+                pos, line, self._last_step, self._frame, pending = _fastlog.scan(
+                    data, pos, line, self.train_total, self._last_step, self._frame,
+                    self._pending[0] if self._pending else None, out, Point, Progress, clock_seconds)
+                self._pending = [pending] if pending is not None else []
+                if pos > end:
+                    break
+            stop = data.find(b"\n", pos)
+            stop = end if stop == -1 else stop
+            self._scan(line, clean(data[pos:stop]), out)
+            pos, line = stop + 1, line + 1
+
+    def _scan(self, first: int, text: str, out: list[Record]) -> None:
+        """The Python parser over complete lines joined by newlines; the last frame stays open."""
         pos = counted = 0
         line = first
         if self._metrics is not None:
@@ -130,9 +164,6 @@ class LogParser:
                 pos = self._metric_rows(text, end + 1, out)
                 line += text.count("\n", counted, pos)
                 counted = pos
-        if self._frame is not None:
-            self._emit_frame(out)
-        return out
 
     def _frame_at(self, text: str, bar: int) -> re.Match | None:
         """The tqdm frame whose `%|` is at `bar`, starting at its percentage digits."""
@@ -170,12 +201,13 @@ class LogParser:
     def _metric_rows(self, text: str, pos: int, out: list[Record]) -> int:
         """Consume `  key = value` rows after the metrics header; returns where they end.
 
-        Rows reaching the end of the block may go on in the next one, so the block stays open.
+        The first line that is not a row, an empty one included, ends them; rows reaching the end of
+        the block may go on in the next one, so the block stays open.
         """
         while pos < len(text) and (row := _METRIC_ROW.match(text, pos)):
             self._metrics[row.group(1)] = row.group(2)
             pos = row.end()
-        if pos < len(text):
+        if pos < len(text) or not text or text[pos - 1] == "\n":  # a line follows the rows
             out.append(Summary(self._metrics, self._metrics_line))
             self._metrics = None
         return pos

@@ -1,12 +1,16 @@
-"""Typed records found in training logs; each carries the line number it came from (1-based)."""
+"""Typed records found in training logs; each carries the line number it came from (1-based).
+
+Point and Progress, of which a long log holds millions, are NamedTuples: the C scanner
+(lftop.logs._fastlog) builds them as cheaply as tuples. The rare kinds are frozen dataclasses.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class Point:
+class Point(NamedTuple):
     """One training log event: a step's loss, learning rate, grad norm and epoch (None where unknown)."""
 
     step: int | None
@@ -25,8 +29,7 @@ class Eval:
     line: int
 
 
-@dataclass(frozen=True)
-class Progress:
+class Progress(NamedTuple):
     step: int
     total: int
     rate: float | None  # steps per second

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lftop.logs import jsonl
-from lftop.logs.follower import Follower, clean
+from lftop.logs.follower import Follower
 from lftop.logs.history import History
 from lftop.logs.parse import LogParser
 from lftop.logs.records import Failure, Point, Progress
@@ -40,7 +40,7 @@ def tail(path: Path, window: int = 1024, most: int = 8 << 20) -> Latest:
             if start:
                 data = data[data.find(b"\n") + 1:]  # drop the partial first line
             parser = LogParser()
-            found = parser.feed_block(1, clean(data)) + parser.finish()
+            found = parser.feed_block(1, data) + parser.finish()
             point = next((r for r in reversed(found) if isinstance(r, Point)), None)
             if point is not None or start == 0 or window >= most:
                 break
@@ -60,7 +60,7 @@ def scan(path: Path) -> History:
         return history
     parser = LogParser()
     while (block := follower.read_block(64 << 20)).count:
-        history.add_log(parser.feed_block(block.first, block.text))
+        history.add_log(parser.feed_block(block.first, block.data))
     for number, text in follower.flush():
         history.add_log(parser.feed(number, text))
     history.add_log(parser.finish())
