@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from lftop.logs import scan
-from lftop.logs.follower import Follower
+from lftop.logs.follower import BLOCK, Follower
 from lftop.logs.parse import LogParser
 
 BLOCK_STEPS = 1000
@@ -53,7 +53,7 @@ def make(path: Path, megabytes: float) -> None:
 def lftop_parse(path: Path) -> tuple[float, int]:
     started = time.perf_counter()
     follower, parser, count = Follower(path), LogParser(), 0
-    while (block := follower.read_block(limit=64 << 20)).count:
+    while (block := follower.read_block(BLOCK)).count:  # as lftop scan and the app read a log
         count += len(parser.feed_block(block.first, block.data))
     count += len(parser.finish())
     return time.perf_counter() - started, count
@@ -65,7 +65,7 @@ def grep(path: Path) -> float:
     return time.perf_counter() - started
 
 
-def last_point(path: Path, repeat: int = 20) -> float:
+def last_point(path: Path, repeat: int = 200) -> float:
     times = []
     for _ in range(repeat):
         started = time.perf_counter()
@@ -83,16 +83,19 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(dir=args.dir))
     big, small = folder / "big.log", folder / "small.log"
     make(big, args.mb)
-    small.write_bytes(block(1, 10_000_000)[:1024].rsplit(b"\n", 1)[0] + b"\n")
+    with open(big, "rb") as f:  # the small log is the big one's last two lines (about 1 KiB): only the size differs
+        f.seek(-4096, 2)
+        small.write_bytes(b"\n".join(f.read().split(b"\n")[-3:]))
     size_mb = big.stat().st_size / (1 << 20)
     grep(big)  # warm the page cache for both
     g = min(grep(big) for _ in range(3))
-    t, records = lftop_parse(big)
+    t, records = min(lftop_parse(big) for _ in range(3))  # best of three, as for grep
     print(f"file: {size_mb:.0f} MiB, {records} records")
     print(f"grep -c loss : {size_mb / g:8.1f} MiB/s")
     print(f"lftop parse  : {size_mb / t:8.1f} MiB/s   ratio to grep {g / t:.2f} (goal >= 0.5)")
     tb, ts = last_point(big), last_point(small)
-    print(f"last point   : 1 GiB log {tb * 1e3:.2f} ms, 1 KiB log {ts * 1e3:.2f} ms, ratio {tb / ts:.2f} (goal <= 1.2)")
+    print(f"last point   : {size_mb:.0f} MiB log {tb * 1e3:.3f} ms, {small.stat().st_size} B log {ts * 1e3:.3f} ms, "
+          f"ratio {tb / ts:.2f} (goal <= 1.2)")
     for p in (big, small):
         os.unlink(p)
     folder.rmdir()

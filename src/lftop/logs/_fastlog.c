@@ -13,6 +13,9 @@
 #include <Python.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #define MAX_EVENTS 16
 
@@ -49,18 +52,55 @@ static int digits(const char **p, const char *e, long long *out)
     return 1;
 }
 
+static const double exact_powers[23] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+                                        1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+/* float(s) for s of [0-9.eE+-]: 0 when float() would refuse it. A mantissa below 2**53 and a power
+ * of ten up to 22 are exact doubles, so one multiplication or division rounds correctly (Clinger's
+ * fast path); other numbers go to strtod, which also rounds correctly. */
 static int number(const char *s, Py_ssize_t n, double *out)
 {
+    const char *p = s, *e = s + n;
+    int negative = 0, digits_seen = 0, frac = 0, exp_sign = 1, exp = 0, exact = 1;
+    unsigned long long m = 0;
+    if (p < e && (*p == '+' || *p == '-'))
+        negative = *p++ == '-';
+    for (; p < e && *p >= '0' && *p <= '9'; p++, digits_seen++)
+        if ((m = m * 10 + (*p - '0')) >= (1ULL << 53))
+            exact = 0;
+    if (p < e && *p == '.')
+        for (p++; p < e && *p >= '0' && *p <= '9'; p++, digits_seen++, frac++)
+            if ((m = m * 10 + (*p - '0')) >= (1ULL << 53))
+                exact = 0;
+    if (!digits_seen)
+        return 0;
+    if (p < e && (*p == 'e' || *p == 'E')) {
+        const char *exp_start;
+        p++;
+        if (p < e && (*p == '+' || *p == '-'))
+            exp_sign = *p++ == '-' ? -1 : 1;
+        for (exp_start = p; p < e && *p >= '0' && *p <= '9'; p++)
+            if (exp < 10000)
+                exp = exp * 10 + (*p - '0');
+        if (p == exp_start)
+            return 0;
+    }
+    if (p != e)
+        return 0;
+    int power = exp_sign * exp - frac;
+    if (exact && power >= -22 && power <= 22) {
+        double v = (double)m;
+        v = power >= 0 ? v * exact_powers[power] : v / exact_powers[-power];
+        *out = negative ? -v : v;
+        return 1;
+    }
     char buf[64];
     char *end;
-    if (n <= 0 || n >= (Py_ssize_t)sizeof buf)
+    if (n >= (Py_ssize_t)sizeof buf)
         return 0;
     memcpy(buf, s, n);
     buf[n] = 0;
-    /* strtod and float() both round correctly, so they agree on these strings (digits, one dot, an
-       exponent); PyOS_string_to_double costs a floating-point mode switch per call. Anything strtod
-       does not read whole (another locale's decimal point) leaves the line to Python. */
-    *out = strtod(buf, &end);
+    *out = strtod(buf, &end);  /* anything strtod does not read whole (another locale) is left to Python */
     return end == buf + n;
 }
 
@@ -80,9 +120,10 @@ static int decimal(const char *s, Py_ssize_t n)
 /* Bytes a tqdm bar never holds: letters, a token's first byte, line and segment ends. */
 static unsigned char not_bar[256];
 
-static int literal(const char **p, const char *e, const char *lit)
+#define literal(p, e, lit) literal_n((p), (e), (lit), sizeof(lit) - 1)
+
+static int literal_n(const char **p, const char *e, const char *lit, size_t n)
 {
-    size_t n = strlen(lit);
     if ((size_t)(e - *p) < n || memcmp(*p, lit, n) != 0)
         return 0;
     *p += n;
@@ -146,11 +187,12 @@ static int parse_frame(const char *p, const char *e, frame_t *f)
 static int parse_dict(const char *p, const char *e, dict_t *d)
 {
     static const char *keys[4] = {"{'loss': ", ", 'grad_norm': ", ", 'learning_rate': ", ", 'epoch': "};
+    static const size_t key_len[4] = {9, 15, 19, 11};
     spaces(&p, e);
     for (int i = 0; i < 4; i++) {
         const char *s;
         int quoted;
-        if (!literal(&p, e, keys[i]))
+        if (!literal_n(&p, e, keys[i], key_len[i]))
             return 0;
         quoted = literal(&p, e, "'");
         for (s = p; p < e && ((*p >= '0' && *p <= '9') || *p == '.' || *p == 'e' || *p == 'E' || *p == '-' || *p == '+'); p++)
@@ -163,16 +205,46 @@ static int parse_dict(const char *p, const char *e, dict_t *d)
     return literal(&p, e, "}") && p == e;
 }
 
-static int is_blank(const char *p, const char *e)
+static const char SPACES[64] = "                                                                ";
+
+static int is_blank(const char *p, const char *e)  /* memcmp: a blank tqdm segment is some 60 spaces */
 {
-    spaces(&p, e);
-    return p == e;
+    for (; e - p >= 64; p += 64)
+        if (memcmp(p, SPACES, 64) != 0)
+            return 0;
+    return memcmp(p, SPACES, e - p) == 0;
 }
 
-/* Bytes of a frame LogParser skips over: digits, spaces, tqdm's punctuation, the letters of it/s and
- * s/it, '#' and the bar's glyphs. No token ({' %| *****) can start with them and no word LogParser
- * looks for (every one has another letter) can be spelt with them. */
-static unsigned char frame_byte[256];
+/* The bytes that end a superseded frame early: the segment's end, the first byte of a token ({' and
+ * *****), escapes and NUL (which LogParser's cleaning removes), and one letter of each word LogParser
+ * looks for: every one holds r, c, C, K or o (tests/test_logs.py checks the list against STOP). A
+ * frame LogParser skips over holds none of them, so it need not be parsed, only scanned. */
+static const char STOP[] = "\r{*rcCKo\x1b";
+static unsigned char stop_byte[256];
+
+static const char *skip_frame(const char *r, const char *e)
+{
+#ifdef __SSE2__
+    const __m128i cr = _mm_set1_epi8('\r'), brace = _mm_set1_epi8('{'), star = _mm_set1_epi8('*'),
+                  lr = _mm_set1_epi8('r'), lc = _mm_set1_epi8('c'), uc = _mm_set1_epi8('C'),
+                  uk = _mm_set1_epi8('K'), lo = _mm_set1_epi8('o'), esc = _mm_set1_epi8('\x1b'), zero = _mm_setzero_si128();
+    for (; e - r >= 16; r += 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)r);
+        __m128i hit = _mm_or_si128(
+            _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, cr), _mm_cmpeq_epi8(v, brace)),
+                         _mm_or_si128(_mm_cmpeq_epi8(v, star), _mm_cmpeq_epi8(v, lr))),
+            _mm_or_si128(_mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, lc), _mm_cmpeq_epi8(v, uc)),
+                                      _mm_or_si128(_mm_cmpeq_epi8(v, uk), _mm_cmpeq_epi8(v, lo))),
+                         _mm_or_si128(_mm_cmpeq_epi8(v, esc), _mm_cmpeq_epi8(v, zero))));
+        int mask = _mm_movemask_epi8(hit);
+        if (mask)
+            return r + __builtin_ctz(mask);
+    }
+#endif
+    while (r < e && !stop_byte[(unsigned char)*r])
+        r++;
+    return r;
+}
 
 static void add_event(event_t *ev, int *n, const frame_t *f)
 {
@@ -201,24 +273,28 @@ static int read_line(const char *p, const char *e, long long train_total, int pe
         frame_t f;
         if (parse_frame(p, seg_end, &f)) {
             const char *run_start = seg_end, *q = seg_end;
+            const char *starts[8];  /* where the run's last segments start, newest at seen % 8 */
+            int seen = 0;
             add_event(ev, &n, &f);
             if (train_total < 0 || f.total == train_total)
                 pending = 0;
             while (q < e) {  /* the run goes on to a metric dict or the end of the line */
-                const char *r = q + 1, *t = r;
-                spaces(&t, e);
-                if (t < e && *t == '{')
-                    break;
-                while (r < e && frame_byte[(unsigned char)*r])
-                    r++;
+                const char *r = skip_frame(q + 1, e);
+                if (r < e && *r == '{' && is_blank(q + 1, r))
+                    break;  /* a metric dict's segment */
                 if (r < e && *r != '\r')
-                    return 0;  /* a byte no frame holds: another shape */
+                    return 0;  /* a token or a word LogParser would act on: the line is Python's */
+                starts[seen++ % 8] = q + 1;
                 q = r;
             }
+            int back = 0;
             for (const char *s_end = q; s_end > run_start;) {  /* the last training frame, from the end */
                 const char *s_start = s_end;
-                while (s_start[-1] != '\r')
-                    s_start--;
+                if (++back <= seen && back <= 8)
+                    s_start = starts[(seen - back) % 8];
+                else
+                    while (s_start[-1] != '\r')
+                        s_start--;
                 frame_t g;
                 if (!is_blank(s_start, s_end)) {
                     if (!parse_frame(s_start, s_end, &g))
@@ -249,31 +325,64 @@ static int read_line(const char *p, const char *e, long long train_total, int pe
 }
 
 typedef struct {
+    double value;
+    int none;
+} opt_t;  /* a float or None */
+
+typedef struct {
+    long long line, step, total;
+    opt_t rate, eta;
+    int timed;    /* rate and eta are known; else they come from `raw` when the frame is emitted or returned */
+    frame_t raw;
+} cframe_t;  /* LogParser._frame: the newest training frame, not yet a Progress record */
+
+typedef struct {
     PyObject *out, *point, *progress, *clock;
     long long train_total;
-    PyObject *last_step;          /* int or None */
-    PyObject *frame;              /* (line, step, total, rate, eta) or None */
+    PyObject *last_step_in;       /* as given, until a frame here sets it */
+    long long last_step;
+    int last_step_set;
+    cframe_t frame;
+    int has_frame;
     PyObject *pending_original;   /* the (values, line) it was given, while unreleased */
-    PyObject *pending[4];         /* loss, lr, grad_norm, epoch as floats or None, while a dict waits */
+    opt_t pending[4];             /* loss, lr, grad_norm, epoch of the dict waiting for its step */
     long long pending_line;
-    int has_pending;
+    int has_pending, pending_from_c;
     dict_t pending_dict;
-    int pending_from_c;
+    PyObject *total_obj, *rate_obj, *line_obj;  /* the last of each made into an object: they repeat */
 } state_t;
+
+static PyObject *opt_object(opt_t o)
+{
+    if (o.none)
+        Py_RETURN_NONE;
+    return PyFloat_FromDouble(o.value);
+}
+
+static int opt_from(PyObject *v, opt_t *o)
+{
+    o->none = v == Py_None;
+    o->value = o->none ? 0 : PyFloat_AsDouble(v);
+    return o->none || !(o->value == -1 && PyErr_Occurred());
+}
 
 static PyObject *record(PyObject *type, int n, PyObject **items)
 {
     PyTypeObject *t = (PyTypeObject *)type;
-    PyObject *o = t->tp_alloc(t, n);  /* a NamedTuple: a tuple subclass, as tuple.__new__ builds it */
-    if (!o) {
-        for (int i = 0; i < n; i++)
-            Py_XDECREF(items[i]);
-        return NULL;
-    }
+    PyObject *o = NULL;
+    for (int i = 0; i < n; i++)
+        if (!items[i])
+            goto fail;
+    if (!(o = t->tp_alloc(t, n)))  /* a NamedTuple: a tuple subclass, as tuple.__new__ builds it */
+        goto fail;
     for (int i = 0; i < n; i++)
         PyTuple_SET_ITEM(o, i, items[i]);
     PyObject_GC_UnTrack(o);  /* numbers and None only: no cycle to find, as CPython itself would conclude */
     return o;
+fail:
+    for (int i = 0; i < n; i++)
+        Py_XDECREF(items[i]);
+    return NULL;
 }
 
 static int append(PyObject *out, PyObject *o)
@@ -285,118 +394,122 @@ static int append(PyObject *out, PyObject *o)
     return r;
 }
 
-static int emit_frame(state_t *s)
+/* The same object again for a repeated value: a Progress record per line adds up over millions. */
+static PyObject *total_object(state_t *s, long long total)
 {
-    PyObject *f = s->frame;
-    PyObject *items[5];
-    int order[5] = {1, 2, 3, 4, 0};  /* Progress(step, total, rate, eta, line) from (line, step, total, rate, eta) */
-    for (int i = 0; i < 5; i++) {
-        items[i] = PyTuple_GET_ITEM(f, order[i]);
-        Py_INCREF(items[i]);
-    }
-    s->frame = NULL;
-    int r = append(s->out, record(s->progress, 5, items));
-    Py_DECREF(f);
-    return r;
+    if (!s->total_obj || PyLong_AsLongLong(s->total_obj) != total)
+        Py_XSETREF(s->total_obj, PyLong_FromLongLong(total));
+    return Py_XNewRef(s->total_obj);
 }
 
-static void drop_pending(state_t *s)
+static PyObject *line_object(state_t *s, long long line)  /* a line's Progress and the Point logged on it */
 {
-    for (int i = 0; i < 4; i++)
-        Py_CLEAR(s->pending[i]);
-    Py_CLEAR(s->pending_original);
-    s->has_pending = 0;
-    s->pending_from_c = 0;
+    if (!s->line_obj || PyLong_AsLongLong(s->line_obj) != line)
+        Py_XSETREF(s->line_obj, PyLong_FromLongLong(line));
+    return Py_XNewRef(s->line_obj);
 }
 
-static int on_frame(state_t *s, const frame_t *f, long long line)
+static PyObject *rate_object(state_t *s, opt_t rate)
 {
-    PyObject *rate = Py_None, *eta;
-    double r = 0;
-    if (s->train_total >= 0 && f->total != s->train_total)
-        return 0;  /* an evaluation or data-loading bar */
+    if (rate.none)
+        Py_RETURN_NONE;
+    if (!s->rate_obj || memcmp(&((PyFloatObject *)s->rate_obj)->ob_fval, &rate.value, sizeof(double)) != 0)
+        Py_XSETREF(s->rate_obj, PyFloat_FromDouble(rate.value));
+    return Py_XNewRef(s->rate_obj);
+}
+
+/* LogParser._on_frame's rate and ETA, left until the frame is shown: most frames are superseded first. */
+static int frame_times(state_t *s)
+{
+    cframe_t *c = &s->frame;
+    const frame_t *f = &c->raw;
+    if (c->timed)
+        return 0;
+    c->rate = c->eta = (opt_t){0, 1};
     if (f->unit) {
         double parsed;
         if (!number(f->rate, f->rate_len, &parsed)) {
             PyErr_SetString(PyExc_ValueError, "unparsable tqdm rate");  /* decimal() let through what float() refuses */
             return -1;
         }
-        r = f->unit == 2 ? (parsed != 0 ? 1 / parsed : 0) : parsed;
-        if (f->unit == 1 || parsed != 0)
-            rate = PyFloat_FromDouble(r);
-        else
-            Py_INCREF(rate);
-    } else {
-        Py_INCREF(rate);
+        if (f->unit == 1)
+            c->rate = (opt_t){parsed, 0};
+        else if (parsed != 0)
+            c->rate = (opt_t){1 / parsed, 0};
     }
-    if (!rate)
-        return -1;
-    if (rate != Py_None && r != 0) {
-        eta = PyFloat_FromDouble((double)(f->total - f->step) / r);
+    if (!c->rate.none && c->rate.value != 0) {
+        c->eta = (opt_t){(double)(f->total - f->step) / c->rate.value, 0};
     } else {
         PyObject *rem = PyUnicode_DecodeASCII(f->rem, f->rem_len, NULL);
-        eta = rem ? PyObject_CallOneArg(s->clock, rem) : NULL;
+        PyObject *seconds = rem ? PyObject_CallOneArg(s->clock, rem) : NULL;
+        int ok = seconds && opt_from(seconds, &c->eta);
         Py_XDECREF(rem);
-    }
-    PyObject *step = PyLong_FromLongLong(f->step);
-    PyObject *frame = PyTuple_New(5);
-    PyObject *items[5] = {PyLong_FromLongLong(line), step, PyLong_FromLongLong(f->total), rate, eta};
-    if (!frame || !eta || !items[0] || !step || !items[2]) {
-        Py_XDECREF(frame);
-        for (int i = 0; i < 5; i++)
-            Py_XDECREF(items[i]);
-        return -1;
-    }
-    for (int i = 0; i < 5; i++)
-        PyTuple_SET_ITEM(frame, i, items[i]);
-    PyObject_GC_UnTrack(frame);
-    Py_INCREF(step);  /* one reference in the frame, one as last_step */
-    Py_XSETREF(s->last_step, step);
-    Py_XSETREF(s->frame, frame);
-    if (s->has_pending) {  /* the waiting metric dict was logged at this step */
-        PyObject *items[6];
-        items[0] = PyLong_FromLongLong(f->step);
-        for (int i = 0; i < 4; i++) {
-            items[i + 1] = s->pending[i];
-            s->pending[i] = NULL;
-        }
-        items[5] = PyLong_FromLongLong(s->pending_line);
-        drop_pending(s);
-        if (!items[0] || !items[5]) {
-            for (int i = 0; i < 6; i++)
-                Py_XDECREF(items[i]);
+        Py_XDECREF(seconds);
+        if (!ok)
             return -1;
-        }
-        return append(s->out, record(s->point, 6, items));
     }
+    c->timed = 1;
     return 0;
 }
 
-static int on_dict(state_t *s, const dict_t *d, long long line)
+static int emit_frame(state_t *s)
+{
+    cframe_t *f = &s->frame;
+    if (frame_times(s) < 0)
+        return -1;
+    PyObject *items[5] = {PyLong_FromLongLong(f->step), total_object(s, f->total), rate_object(s, f->rate),
+                          opt_object(f->eta), line_object(s, f->line)};
+    s->has_frame = 0;
+    return append(s->out, record(s->progress, 5, items));
+}
+
+static int on_frame(state_t *s, const frame_t *f, long long line)
+{
+    if (s->train_total >= 0 && f->total != s->train_total)
+        return 0;  /* an evaluation or data-loading bar */
+    s->frame = (cframe_t){line, f->step, f->total, {0, 1}, {0, 1}, 0, *f};
+    s->has_frame = 1;
+    s->last_step = f->step;
+    s->last_step_set = 1;
+    if (!s->has_pending)
+        return 0;
+    PyObject *items[6] = {PyLong_FromLongLong(f->step)};  /* the waiting metric dict was logged at this step */
+    for (int i = 0; i < 4; i++)
+        items[i + 1] = opt_object(s->pending[i]);
+    items[5] = line_object(s, s->pending_line);
+    s->has_pending = s->pending_from_c = 0;
+    Py_CLEAR(s->pending_original);
+    return append(s->out, record(s->point, 6, items));
+}
+
+static void on_dict(state_t *s, const dict_t *d, long long line)
 {
     static const int order[4] = {0, 2, 1, 3};  /* Point's loss, lr, grad_norm, epoch */
     for (int i = 0; i < 4; i++)
-        if (!(s->pending[i] = PyFloat_FromDouble(d->v[order[i]])))
-            return -1;
+        s->pending[i] = (opt_t){d->v[order[i]], 0};
     s->pending_dict = *d;
     s->pending_line = line;
-    s->has_pending = 1;
-    s->pending_from_c = 1;
-    return 0;
+    s->has_pending = s->pending_from_c = 1;
+    Py_CLEAR(s->pending_original);
 }
 
 /* _number(values.get(key)) of LogParser: float(value), None when absent or not a number. */
-static PyObject *as_number(PyObject *values, const char *key)
+static int as_number(PyObject *values, const char *key, opt_t *o)
 {
     PyObject *v = PyDict_Check(values) ? PyDict_GetItemString(values, key) : NULL;
+    *o = (opt_t){0, 1};
     if (!v)
-        Py_RETURN_NONE;
+        return 1;
     PyObject *f = PyNumber_Float(v);
-    if (!f && (PyErr_ExceptionMatches(PyExc_ValueError) || PyErr_ExceptionMatches(PyExc_TypeError))) {
+    if (!f) {
+        if (!PyErr_ExceptionMatches(PyExc_ValueError) && !PyErr_ExceptionMatches(PyExc_TypeError))
+            return 0;
         PyErr_Clear();
-        Py_RETURN_NONE;
+        return 1;
     }
-    return f;
+    *o = (opt_t){PyFloat_AS_DOUBLE(f), 0};
+    Py_DECREF(f);
+    return 1;
 }
 
 static PyObject *pending_out(state_t *s)
@@ -423,43 +536,80 @@ static PyObject *pending_out(state_t *s)
     return Py_BuildValue("(NL)", values, s->pending_line);
 }
 
+static PyObject *frame_out(state_t *s)
+{
+    cframe_t *f = &s->frame;
+    if (!s->has_frame)
+        Py_RETURN_NONE;
+    if (frame_times(s) < 0)
+        return NULL;
+    PyObject *items[5] = {PyLong_FromLongLong(f->line), PyLong_FromLongLong(f->step), PyLong_FromLongLong(f->total),
+                          opt_object(f->rate), opt_object(f->eta)};
+    PyObject *t = PyTuple_New(5);
+    for (int i = 0; i < 5; i++) {
+        if (!t || !items[i]) {
+            Py_XDECREF(t);
+            for (int j = 0; j < 5; j++)
+                Py_XDECREF(items[j]);
+            return NULL;
+        }
+    }
+    for (int i = 0; i < 5; i++)
+        PyTuple_SET_ITEM(t, i, items[i]);
+    return t;
+}
+
+static int state_in(state_t *s, PyObject *train_total, PyObject *frame, PyObject *pending)
+{
+    s->train_total = train_total == Py_None ? -1 : PyLong_AsLongLong(train_total);
+    if (s->train_total == -1 && PyErr_Occurred())
+        return 0;
+    if (frame != Py_None) {
+        if (!PyTuple_Check(frame) || PyTuple_GET_SIZE(frame) != 5) {
+            PyErr_SetString(PyExc_TypeError, "frame: (line, step, total, rate, eta)");
+            return 0;
+        }
+        cframe_t *f = &s->frame;
+        f->line = PyLong_AsLongLong(PyTuple_GET_ITEM(frame, 0));
+        f->step = PyLong_AsLongLong(PyTuple_GET_ITEM(frame, 1));
+        f->total = PyLong_AsLongLong(PyTuple_GET_ITEM(frame, 2));
+        if (PyErr_Occurred() || !opt_from(PyTuple_GET_ITEM(frame, 3), &f->rate) ||
+            !opt_from(PyTuple_GET_ITEM(frame, 4), &f->eta))
+            return 0;
+        f->timed = s->has_frame = 1;
+    }
+    if (pending != Py_None) {  /* (values, line) from the Python parser, still waiting for its step */
+        static const char *keys[4] = {"loss", "learning_rate", "grad_norm", "epoch"};
+        PyObject *values = PyTuple_GetItem(pending, 0), *pl = PyTuple_GetItem(pending, 1);
+        if (!values || !pl)
+            return 0;
+        for (int i = 0; i < 4; i++)
+            if (!as_number(values, keys[i], &s->pending[i]))
+                return 0;
+        s->pending_line = PyLong_AsLongLong(pl);
+        if (s->pending_line == -1 && PyErr_Occurred())
+            return 0;
+        Py_INCREF(pending);
+        s->pending_original = pending;
+        s->has_pending = 1;
+    }
+    return 1;
+}
+
 static PyObject *scan(PyObject *self, PyObject *args)
 {
     Py_buffer buf;
     Py_ssize_t pos;
     long long line;
-    PyObject *train_total, *last_step, *frame, *pending;
+    PyObject *train_total, *frame, *pending, *result = NULL;
     state_t s = {0};
-    if (!PyArg_ParseTuple(args, "y*nLOOOOO!OOO", &buf, &pos, &line, &train_total, &last_step, &frame, &pending,
+    if (!PyArg_ParseTuple(args, "y*nLOOOOO!OOO", &buf, &pos, &line, &train_total, &s.last_step_in, &frame, &pending,
                           &PyList_Type, &s.out, &s.point, &s.progress, &s.clock))
         return NULL;
     const char *data = buf.buf;
     Py_ssize_t n = buf.len;
-    PyObject *result = NULL;
-    s.train_total = train_total == Py_None ? -1 : PyLong_AsLongLong(train_total);
-    if (s.train_total == -1 && PyErr_Occurred())
+    if (!state_in(&s, train_total, frame, pending))
         goto done;
-    Py_INCREF(last_step);
-    s.last_step = last_step;
-    if (frame != Py_None) {
-        Py_INCREF(frame);
-        s.frame = frame;
-    }
-    if (pending != Py_None) {  /* (values, line) from the Python parser, still waiting for its step */
-        PyObject *values = PyTuple_GetItem(pending, 0), *pl = PyTuple_GetItem(pending, 1);
-        if (!values || !pl)
-            goto done;
-        static const char *keys[4] = {"loss", "learning_rate", "grad_norm", "epoch"};
-        for (int i = 0; i < 4; i++)
-            if (!(s.pending[i] = as_number(values, keys[i])))
-                goto done;
-        s.pending_line = PyLong_AsLongLong(pl);
-        if (s.pending_line == -1 && PyErr_Occurred())
-            goto done;
-        Py_INCREF(pending);
-        s.pending_original = pending;
-        s.has_pending = 1;
-    }
     while (pos <= n) {
         const char *start = data + pos;
         const char *nl = memchr(start, '\n', n - pos);
@@ -468,32 +618,50 @@ static PyObject *scan(PyObject *self, PyObject *args)
         int count;
         if (!read_line(start, end, s.train_total, s.has_pending, ev, &count))
             break;
-        if (count && s.frame && PyLong_AsLongLong(PyTuple_GET_ITEM(s.frame, 0)) != line && emit_frame(&s) < 0)
+        if (count && s.has_frame && s.frame.line != line && emit_frame(&s) < 0)
             goto done;
-        for (int i = 0; i < count; i++)
-            if ((ev[i].is_dict ? on_dict(&s, &ev[i].d, line) : on_frame(&s, &ev[i].f, line)) < 0)
+        for (int i = 0; i < count; i++) {
+            if (ev[i].is_dict)
+                on_dict(&s, &ev[i].d, line);
+            else if (on_frame(&s, &ev[i].f, line) < 0)
                 goto done;
+        }
         pos = end - data + 1;
         line++;
     }
-    {
-        PyObject *p = pending_out(&s);
-        if (p)
-            result = Py_BuildValue("(nLOON)", pos, line, s.last_step, s.frame ? s.frame : Py_None, p);
-        /* "N" took the pending tuple; last_step and the frame keep their own references, released below */
+    PyObject *last_step = s.last_step_set ? PyLong_FromLongLong(s.last_step) : Py_NewRef(s.last_step_in);
+    PyObject *frame_now = frame_out(&s), *pending_now = pending_out(&s);
+    if (last_step && frame_now && pending_now)
+        result = Py_BuildValue("(nLNNN)", pos, line, last_step, frame_now, pending_now);
+    else {
+        Py_XDECREF(last_step);
+        Py_XDECREF(frame_now);
+        Py_XDECREF(pending_now);
     }
 done:
-    Py_XDECREF(s.last_step);
-    Py_XDECREF(s.frame);
-    for (int i = 0; i < 4; i++)
-        Py_XDECREF(s.pending[i]);
     Py_XDECREF(s.pending_original);
+    Py_XDECREF(s.total_obj);
+    Py_XDECREF(s.line_obj);
+    Py_XDECREF(s.rate_obj);
     PyBuffer_Release(&buf);
     return result;
 }
 
+static PyObject *count_lines(PyObject *self, PyObject *arg)
+{
+    Py_buffer buf;
+    Py_ssize_t count = 0;
+    if (PyObject_GetBuffer(arg, &buf, PyBUF_SIMPLE) < 0)
+        return NULL;
+    for (const char *p = buf.buf, *e = p + buf.len; (p = memchr(p, '\n', e - p)); p++)
+        count++;
+    PyBuffer_Release(&buf);
+    return PyLong_FromSsize_t(count);
+}
+
 static PyMethodDef methods[] = {
     {"scan", scan, METH_VARARGS, "Parse simple training.log lines from an offset; see the module source."},
+    {"newlines", count_lines, METH_O, "The number of newline bytes in a bytes-like object (memchr, not a byte loop)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -506,9 +674,13 @@ PyMODINIT_FUNC PyInit__fastlog(void)
     for (int c = 'A'; c <= 'Z'; c++)
         not_bar[c] = not_bar[c + 'a' - 'A'] = 1;
     not_bar['{'] = not_bar['*'] = not_bar['%'] = not_bar['\r'] = not_bar['\n'] = 1;
-    for (const char *c = "0123456789 :.,<[]/%|?#its"; *c; c++)
-        frame_byte[(unsigned char)*c] = 1;
-    for (int c = 0x80; c < 0x100; c++)
-        frame_byte[c] = 1;
-    return PyModule_Create(&module);
+    for (const char *c = STOP; *c; c++)
+        stop_byte[(unsigned char)*c] = 1;
+    stop_byte[0] = 1;
+    PyObject *m = PyModule_Create(&module);
+    if (m && PyModule_AddObject(m, "STOP", PyBytes_FromStringAndSize(STOP, sizeof STOP)) < 0) {  /* NUL included */
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
 }

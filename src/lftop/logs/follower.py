@@ -15,7 +15,13 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-CHUNK = 8 << 20
+BLOCK = 4 << 20  # bytes to read at a time through a long log: the allocator reuses blocks this size, and caches hold them
+
+try:
+    from lftop.logs import _fastlog
+except ImportError:  # built without a compiler
+    _fastlog = None
+
 _CONTROL = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07\n]*\x07|\x00")
 
 
@@ -30,7 +36,7 @@ class Block:
     """Whole lines `first` .. `first + count - 1` as read, joined by newlines (no trailing newline)."""
 
     first: int
-    data: bytes
+    data: bytes | bytearray
     count: int
 
     @cached_property
@@ -81,35 +87,41 @@ class Follower:
                 self._reset()
             self._inode = st.st_ino
             end = st.st_size if limit is None else min(st.st_size, self.offset + limit)
-            chunks = [self._partial]
-            while self.offset < end:
-                data = os.pread(fd, min(CHUNK, end - self.offset), self.offset)
-                if not data:
-                    break
-                self.offset += len(data)
-                chunks.append(data)
+            head = len(self._partial)
+            data = bytearray(head + max(0, end - self.offset))  # the held-back line, then what the file gained
+            data[:head] = self._partial
+            view = memoryview(data)
+            filled = head
+            while self.offset < end and (got := os.preadv(fd, [view[filled:]], self.offset)):
+                self.offset += got
+                filled += got
+            view.release()
+            del data[filled:]
             self.behind = self.offset < st.st_size
         finally:
             os.close(fd)
-        data = b"".join(chunks)
         cut = data.rfind(b"\n")
-        self._partial = data[cut + 1:]
-        if len(self._partial) > self.max_line:
-            self._partial = self._partial[-self.max_line:]
-        return self._block(data[:cut] if cut >= 0 else b"", cut >= 0)
+        self._partial = bytes(data[cut + 1:][-self.max_line:])
+        del data[max(cut, 0):]  # whole lines, in place: a block can be tens of megabytes
+        return self._block(data, cut >= 0)
 
-    def _block(self, data: bytes, any_line: bool) -> Block:
+    def _block(self, data: bytearray | bytes, any_line: bool) -> Block:
         first = self.line_no + 1
         if not any_line:
             return Block(first, b"", 0)
-        count = data.count(b"\n") + 1
-        if len(data) > self.max_line:
+        count = (data.count(b"\n") if _fastlog is None else _fastlog.newlines(data)) + 1
+        if self._has_long_line(data):
             parts = data.split(b"\n")
-            if max(map(len, parts)) > self.max_line:
-                self.truncated_lines += sum(1 for p in parts if len(p) > self.max_line)
-                data = b"\n".join(p[-self.max_line:] for p in parts)
+            self.truncated_lines += sum(1 for p in parts if len(p) > self.max_line)
+            data = b"\n".join(p[-self.max_line:] for p in parts)
         self.line_no += count
         return Block(first, data, count)
+
+    def _has_long_line(self, data: bytearray | bytes) -> bool:
+        """Whether a line is longer than max_line: every half-window holding a newline rules it out."""
+        half = max(1, self.max_line // 2)
+        return any(data.find(b"\n", k, k + half) == -1 for k in range(0, len(data) - half + 1, half)) and \
+            max(map(len, data.split(b"\n"))) > self.max_line
 
     def read(self, limit: int | None = None) -> list[tuple[int, str]]:
         """New complete lines as (line number, text)."""

@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, field
 
 from lftop.logs import jsonl
-from lftop.logs.follower import Follower
+from lftop.logs.follower import BLOCK, Follower
 from lftop.logs.parse import LogParser
 from lftop.logs.records import Eval, Fact, Failure, Point, Progress, Record, Summary
 
@@ -108,17 +108,27 @@ class RunLogs:
         self.new_lines: list[tuple[int, str]] = []
 
     def poll(self, limit: int | None = None, keep_lines: int = 2000) -> bool:
-        """Read what both files gained; True when anything arrived. `new_lines` keeps the last lines read."""
-        block = self._log.read_block(limit)
-        if self._log.resets != self._log_resets:
-            self._log_resets, self._parser = self._log.resets, LogParser()
+        """Read what both files gained, at most about `limit` bytes of training.log; True when anything
+        arrived. `new_lines` keeps the last lines read."""
+        budget, lines, got = limit, [], False
+        while True:
+            start = self._log.offset
+            block = self._log.read_block(BLOCK if budget is None else min(BLOCK, budget))
+            if self._log.resets != self._log_resets:
+                self._log_resets, self._parser, lines = self._log.resets, LogParser(), []
+            if block.count:
+                got = True
+                self.history.add_log(self._parser.feed_block(block.first, block.data))
+                lines = (lines + block.tail(keep_lines))[-keep_lines:]
+            if budget is not None:
+                budget -= self._log.offset - start if self._log.offset >= start else self._log.offset
+            if not self._log.behind or (budget is not None and budget <= 0):
+                break
         rows = self._jsonl.read(limit)
-        if block.count:
-            self.history.add_log(self._parser.feed_block(block.first, block.data))
         for number, text in rows:
             self.history.add_jsonl(jsonl.parse_line(number, text))
-        self.new_lines = block.tail(keep_lines)
-        return bool(block.count or rows)
+        self.new_lines = lines
+        return bool(got or rows)
 
     @property
     def behind(self) -> bool:

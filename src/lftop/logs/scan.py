@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lftop.logs import jsonl
-from lftop.logs.follower import Follower
+from lftop.logs.follower import BLOCK, Follower
 from lftop.logs.history import History
 from lftop.logs.parse import LogParser
 from lftop.logs.records import Failure, Point, Progress
@@ -59,7 +59,7 @@ def scan(path: Path) -> History:
             history.add_jsonl(jsonl.parse_line(number, text))
         return history
     parser = LogParser()
-    while (block := follower.read_block(64 << 20)).count:
+    while (block := follower.read_block(BLOCK)).count:
         history.add_log(parser.feed_block(block.first, block.data))
     for number, text in follower.flush():
         history.add_log(parser.feed(number, text))
