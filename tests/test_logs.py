@@ -216,3 +216,11 @@ def test_the_c_scanner_is_built_and_takes_the_common_lines():
     assert pos == len(data) + 1 and line == 4 and last_step == 2 and pending is None  # every line, in C
     assert out == [Progress(1, 30, 1.52, 29 / 1.52, 1), Point(2, 2.1, 1e-05, 0.45, 0.1, 1)]
     assert frame == (2, 2, 30, 1.52, 28 / 1.52)
+
+
+def test_every_word_the_parser_acts_on_stops_the_c_scanners_skip():
+    """The C scanner skips superseded frames unread unless they hold a byte of STOP: each word LogParser
+    looks for must hold one, or a frame hiding it would be skipped by C and read by Python."""
+    stop = set(parse._fastlog.STOP.decode())
+    assert all(stop & set(word) for word in parse._RARE_WORDS)
+    assert {"{", "*", "\r", "\x1b"} <= stop  # a dict's and a metrics header's first byte; a segment's end; escapes
