@@ -17,18 +17,24 @@ from lftop.runs import launcher, rundir
 from lftop.runs.status import status
 
 
+def _load_warned(name: str):
+    """The profile, its warnings printed to stderr."""
+    profile = load_profile(name)
+    for warning in profile.warnings:
+        _err(f"{warning} (warning)")
+    return profile
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     status = 0
     for name in args.profiles:
         try:
-            profile = load_profile(name)
+            profile = _load_warned(name)
         except ProfileError as exc:
             for problem in exc.problems:
                 _err(f"{problem}")
             status = 1
             continue
-        for warning in profile.warnings:
-            _err(f"{warning} (warning)")
         if profile.abstract:
             print(f"{name}: ok (a base for other profiles)")
         else:
@@ -37,9 +43,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_show_args(args: argparse.Namespace) -> int:
-    profile = load_profile(args.profile)
-    for warning in profile.warnings:
-        _err(f"{warning} (warning)")
+    profile = _load_warned(args.profile)
     train = profile.args()
     print("# LLaMA-Factory arguments")
     print(convert.to_yaml(train), end="")
@@ -102,9 +106,7 @@ def _preflight(profile, args: argparse.Namespace) -> bool:
 
 
 def cmd_launch(args: argparse.Namespace) -> int:
-    profile = load_profile(args.profile)
-    for warning in profile.warnings:
-        _err(f"{warning} (warning)")
+    profile = _load_warned(args.profile)
     if profile.abstract:
         _err(f"lftop: {args.profile} is a base for other profiles (abstract = true); launch one that extends it")
         return 1

@@ -110,18 +110,16 @@ class Follower:
         if not any_line:
             return Block(first, b"", 0)
         count = (data.count(b"\n") if _fastlog is None else _fastlog.newlines(data)) + 1
-        if self._has_long_line(data):
-            parts = data.split(b"\n")
+        if self._may_hold_a_long_line(data) and max(map(len, parts := data.split(b"\n"))) > self.max_line:
             self.truncated_lines += sum(1 for p in parts if len(p) > self.max_line)
             data = b"\n".join(p[-self.max_line:] for p in parts)
         self.line_no += count
         return Block(first, data, count)
 
-    def _has_long_line(self, data: bytearray | bytes) -> bool:
-        """Whether a line is longer than max_line: every half-window holding a newline rules it out."""
+    def _may_hold_a_long_line(self, data: bytearray | bytes) -> bool:
+        """False when every half-window of max_line holds a newline, so no line can be longer than max_line."""
         half = max(1, self.max_line // 2)
-        return any(data.find(b"\n", k, k + half) == -1 for k in range(0, len(data) - half + 1, half)) and \
-            max(map(len, data.split(b"\n"))) > self.max_line
+        return any(data.find(b"\n", k, k + half) == -1 for k in range(0, len(data) - half + 1, half))
 
     def read(self, limit: int | None = None) -> list[tuple[int, str]]:
         """New complete lines as (line number, text)."""

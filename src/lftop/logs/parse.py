@@ -20,14 +20,9 @@ import re
 from collections.abc import Iterable
 
 from lftop.logs import failures
-from lftop.logs.follower import clean
+from lftop.logs.follower import _fastlog, clean  # _fastlog is None when built without a compiler
 from lftop.logs.jsonl import clock_seconds
 from lftop.logs.records import Eval, Fact, Failure, Point, Progress, Record, Summary
-
-try:
-    from lftop.logs import _fastlog
-except ImportError:  # built without a compiler: the Python parser reads every line
-    _fastlog = None
 
 _HOT = re.compile(r"\{'|%\||\*\*\*\*\* train metrics \*\*\*\*\*")  # literal starts: a fast scan
 _DICT = re.compile(r"\{'[^{}\n]*\}")
