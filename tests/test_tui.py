@@ -7,6 +7,7 @@ import time
 import pytest
 
 from conftest import needs_llamafactory, write_profile
+from lftop import cli
 from lftop.tui import render
 from lftop.tui.app import LftopApp
 from lftop.tui.messages import Curves
@@ -193,6 +194,13 @@ async def test_a_large_log_shows_its_end_first_and_fills_the_history_in(home, mo
 def test_without_a_terminal_lftop_points_to_the_sub_commands(lftop):
     result = lftop(check=False)
     assert result.returncode == 2 and "needs a terminal" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_bare_lftop_opens_the_app_with_the_parsers_defaults():
+    """`lftop` alone skips argparse; it must get exactly what parsing no arguments gives."""
+    assert vars(cli.build_parser().parse_args([])) == cli.APP_DEFAULTS
+    assert vars(cli.build_parser().parse_args(["--readonly", "--interval", "2"])) == {
+        **cli.APP_DEFAULTS, "readonly": True, "interval": 2.0}
 
 
 def test_the_loss_chart_is_as_tall_as_the_panel_and_keeps_a_row_when_short():

@@ -1,15 +1,25 @@
 """The `lftop` command line: parse, then open the app or run a sub-command (lftop.commands).
 
-Sub-commands import the core only when they run, and the app imports only what its first frame needs.
+Sub-commands import the core only when they run, and the app imports only what its first frame needs:
+a bare `lftop` opens the app with the defaults below without building the parser (argparse and its
+sixteen sub-parsers cost about a tenth of a bare Textual app's start-up).
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
+from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 from lftop import __version__, paths
+
+if TYPE_CHECKING:
+    import argparse
+
+# The top-level options' defaults: the parser's, and the arguments of a bare `lftop`.
+APP_DEFAULTS = {"command": None, "home": None, "simulate": None, "readonly": False, "interval": 0.0, "theme": None,
+                "no_mouse": False}
 
 
 def _err(message: str) -> None:
@@ -33,6 +43,8 @@ def open_app(args: argparse.Namespace, select: str | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    import argparse
+
     parser = argparse.ArgumentParser(
         prog="lftop",
         description="Launch, watch, pause and resume LLaMA-Factory fine-tuning runs. With no command, open the app.",
@@ -41,9 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--home", help="runs and settings folder (default: $LFTOP_HOME or ~/.local/state/lftop)")
     parser.add_argument("--simulate", metavar="N", help="simulated GPUs instead of NVML: a count, e.g. 2 (LFTOP_SIMULATE)")
     parser.add_argument("--readonly", action="store_true", help="the app watches and never controls")
-    parser.add_argument("--interval", type=float, default=0.0, help="refresh interval in seconds (default 1, floor 0.25)")
+    parser.add_argument("--interval", type=float, help="refresh interval in seconds (default 1, floor 0.25)")
     parser.add_argument("--theme", help="lftop-dark, lftop-light, lftop-mono or any Textual theme")
     parser.add_argument("--no-mouse", action="store_true", help="keyboard only (no mouse reporting over SSH)")
+    parser.set_defaults(**APP_DEFAULTS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("demo", help="build the tiny model, start it training and open the app (no GPU needed)")
@@ -117,8 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(argv) if argv else SimpleNamespace(**APP_DEFAULTS)
     home = paths.home(args.home)
     os.environ["LFTOP_HOME"] = str(home)  # profiles may say $LFTOP_HOME/...; the runs inherit it
     args.home = home

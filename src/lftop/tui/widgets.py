@@ -49,7 +49,7 @@ class RunsTable(DataTable):
         self.cursor_type = "row"
         self.zebra_stripes = False
         for name in self.COLUMNS:
-            self.add_column(name, key=name)
+            self.add_column(Text(name), key=name)  # Text, not markup: parsing markup loads Rich's emoji table
         self.border_title = "Runs"
 
     def show(self, runs: list[RunStatus], etas: dict[str, float | None], needle: str) -> None:
