@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import time
 
 import pytest
@@ -194,6 +195,19 @@ async def test_a_large_log_shows_its_end_first_and_fills_the_history_in(home, mo
 def test_without_a_terminal_lftop_points_to_the_sub_commands(lftop):
     result = lftop(check=False)
     assert result.returncode == 2 and "needs a terminal" in result.stderr and "Traceback" not in result.stderr
+
+
+async def test_collections_held_back_for_start_up_resume_after_the_first_frame(home):
+    """cli.open_app disables the collector while the app starts; the app turns it back on with its feeds."""
+    gc.disable()
+    try:
+        app = LftopApp(home, interval=0.25)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await until(pilot, lambda: app.feeds is not None, 10, "the feeds")
+            assert gc.isenabled()
+    finally:
+        gc.enable()
+        gc.unfreeze()
 
 
 def test_a_bare_lftop_opens_the_app_with_the_parsers_defaults():

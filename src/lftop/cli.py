@@ -32,9 +32,9 @@ def open_app(args: argparse.Namespace, select: str | None = None) -> int:
         return 2
     import gc
 
+    gc.disable()  # start-up allocates much and frees little; the app collects again after its first frame
     from lftop.tui.app import LftopApp
 
-    gc.freeze()  # the imported modules' objects are permanent: collections while the app starts skip them
     app = LftopApp(args.home, args.interval, args.readonly, args.theme, select)
     message = app.run(mouse=not args.no_mouse)
     if message:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import signal
 import sys
 from collections import deque
@@ -112,6 +113,9 @@ class LftopApp(App):
             pass
 
     def _start_feeds(self) -> None:
+        if not gc.isenabled():  # `lftop` held collections back until the first frame (cli.open_app)
+            gc.freeze()  # what start-up made is permanent: later collections skip it
+            gc.enable()
         from lftop.tui.feeds import GpuFeed, RunsFeed
 
         runs = RunsFeed(self, self.home, self.interval)
