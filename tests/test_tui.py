@@ -210,6 +210,32 @@ async def test_collections_held_back_for_start_up_resume_after_the_first_frame(h
         gc.unfreeze()
 
 
+async def test_the_log_tail_follows_until_scrolled_up_and_counts_what_arrives_meanwhile():
+    from textual.app import App
+
+    class Host(App):
+        def compose(self):
+            yield LogTail(id="log")
+
+    app = Host()
+    async with app.run_test(size=(80, 12)) as pilot:
+        log = app.query_one(LogTail)
+        log.add([f"line {i}" for i in range(50)])
+        await pilot.pause()
+        assert log.is_vertical_scroll_end and log.unseen == 0  # following
+        log.scroll_home(animate=False, immediate=True)
+        await pilot.pause()
+        log.add(["a\rb", "Traceback (most recent call last):", "  "])  # a tqdm line keeps its last frame
+        await pilot.pause()
+        assert log.scroll_y == 0 and log.unseen == 2 and "2 new lines" in str(log.border_subtitle)
+        assert list(log.lines)[-2:] == ["b", "Traceback (most recent call last):"]
+        log.scroll_end(animate=False, immediate=True)
+        await pilot.pause()
+        log.add(["after"])
+        await pilot.pause()
+        assert log.is_vertical_scroll_end and log.unseen == 0 and not log.border_subtitle
+
+
 def test_a_bare_lftop_opens_the_app_with_the_parsers_defaults():
     """`lftop` alone skips argparse; it must get exactly what parsing no arguments gives."""
     assert vars(cli.build_parser().parse_args([])) == cli.APP_DEFAULTS
