@@ -236,6 +236,30 @@ async def test_the_log_tail_follows_until_scrolled_up_and_counts_what_arrives_me
         assert log.is_vertical_scroll_end and log.unseen == 0 and not log.border_subtitle
 
 
+async def test_settings_remap_keys_and_choose_the_theme_and_bad_ones_are_named_not_fatal(home):
+    (home / "config.toml").write_text('[ui]\ntheme = "lftop-light"\ninterval = 2\n'
+                                      '[keys]\nlftop.pause = "x"\n"lftop.stop" = "k"\n')
+    app = LftopApp(home)
+    assert (app.theme, app.interval, app.problems) == ("lftop-light", 2.0, [])
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("x")  # pause, remapped (TOML's dotted key is a nested table: both spellings work)
+        await until(pilot, lambda: "no run selected" in notes(app), 5)
+        assert "x" in app.get_key_display(next(b.binding for b in app.active_bindings.values()
+                                               if b.binding.id == "lftop.pause"))
+
+    (home / "config.toml").write_text('[ui]\ntheme = "lftop-mnoo"\ninterval = "fast"\n[keys]\n"lftop.pasue" = "y"\n')
+    app = LftopApp(home)
+    assert (app.theme, app.interval) == ("lftop-dark", 1.0)
+    said = " | ".join(app.problems)
+    assert "did you mean 'lftop-mono'" in said and "did you mean 'lftop.pause'" in said and "interval" in said
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: "lftop-mnoo" in notes(app), 5)
+
+    assert LftopApp(home, theme="bogus").theme == "lftop-dark"  # --theme: the same, said of --theme
+    (home / "config.toml").write_text("[ui\n")
+    assert "ignoring" in LftopApp(home).problems[0]
+
+
 def test_a_bare_lftop_opens_the_app_with_the_parsers_defaults():
     """`lftop` alone skips argparse; it must get exactly what parsing no arguments gives."""
     assert vars(cli.build_parser().parse_args([])) == cli.APP_DEFAULTS

@@ -31,20 +31,39 @@ else:  # pragma: no cover
 # What the first frame does not need is imported when it is: the feeds after the first frame, the
 # screens when one opens, the launcher in the worker that acts (see benchmarks/tui_cost.py).
 ENDED = ("completed", "failed", "lost", "paused", "stopped")
+DEFAULT_THEME = "lftop-dark"
 
 MIN_SIZE = (80, 24)
 
 
-def read_config(home: Path) -> dict:
-    """$LFTOP_HOME/config.toml: [ui] theme, interval; [keys] binding id = keys."""
+def read_config(home: Path, problems: list[str]) -> dict:
+    """$LFTOP_HOME/config.toml: [ui] theme, interval; [keys] binding id = keys. What is wrong goes to `problems`."""
     path = home / "config.toml"
     try:
         return tomllib.loads(path.read_text())
     except FileNotFoundError:
         return {}
     except (OSError, tomllib.TOMLDecodeError) as exc:
-        print(f"lftop: ignoring {path}: {exc}", file=sys.stderr)
+        problems.append(f"ignoring {path}: {exc}")
         return {}
+
+
+def _flat(table: dict, prefix: str = "") -> dict:
+    """`lftop.pause = "x"` in TOML is a nested table; `"lftop.pause" = "x"` is not: both mean the same here."""
+    flat = {}
+    for key, value in table.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _near(word: str, choices) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 class LftopApp(App):
@@ -63,20 +82,25 @@ class LftopApp(App):
         Binding("q", "quit", "Quit", id="lftop.quit"),
     ]
 
-    def __init__(self, home: Path, interval: float = 1.0, readonly: bool = False, theme: str | None = None,
+    def __init__(self, home: Path, interval: float = 0.0, readonly: bool = False, theme: str | None = None,
                  select: str | None = None, gpu_source=None) -> None:
-        """`gpu_source`, a callable returning a Sample, replaces live sampling (fixed frames for snapshots)."""
+        """`interval` and `theme` left out: config.toml's, else 1 s and lftop-dark.
+
+        `gpu_source`, a callable returning a Sample, replaces live sampling (fixed frames for snapshots)."""
         super().__init__()
         self.home = home
-        self.config = read_config(home)
+        self.problems: list[str] = []  # bad settings: printed now, shown as notifications once the app is up
+        self.config = read_config(home, self.problems)
         ui = self.config.get("ui", {})
-        self.interval = interval if interval else float(ui.get("interval", 1.0))
+        self.interval = interval if interval else self._setting_interval(ui.get("interval", 1.0))
         self.readonly = readonly
         for t in load_themes():
             self.register_theme(t)
-        self.theme = theme or ui.get("theme", "lftop-dark")
-        if keys := self.config.get("keys"):
-            self.set_keymap({str(k): str(v) for k, v in keys.items()})
+        self.theme = self._setting_theme(theme or ui.get("theme", DEFAULT_THEME), "--theme" if theme else "[ui] theme")
+        if keymap := self._setting_keys(_flat(self.config.get("keys", {}))):
+            self.set_keymap(keymap)
+        for problem in self.problems:
+            print(f"lftop: {problem}", file=sys.stderr)
         self.runs: list[RunStatus] = []
         self.curves: Curves | None = None
         self.lines: deque[str] = deque(maxlen=2000)
@@ -91,6 +115,34 @@ class LftopApp(App):
         self._gpu_source = gpu_source
         self.feeds: tuple[RunsFeed, GpuFeed] | None = None
 
+    def _setting_interval(self, value) -> float:
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            self.problems.append(f"config.toml [ui] interval = {value!r} is not a number of seconds; using 1")
+            return 1.0
+
+    def _setting_theme(self, name: str, where: str) -> str:
+        if isinstance(name, str) and name in self.available_themes:
+            return name
+        ours = ", ".join(sorted(t for t in self.available_themes if t.startswith("lftop-")))
+        self.problems.append(f"{where}: no theme {name!r}{_near(str(name), self.available_themes)}; using "
+                             f"{DEFAULT_THEME} (lftop's: {ours}; ctrl+p, Change theme lists Textual's)")
+        return DEFAULT_THEME
+
+    def _setting_keys(self, keys: dict) -> dict[str, str]:
+        ids = [b.id for b in self.BINDINGS if isinstance(b, Binding) and b.id]
+        keymap = {}
+        for binding_id, value in keys.items():
+            if binding_id not in ids:
+                self.problems.append(f"config.toml [keys]: no binding {binding_id!r}{_near(binding_id, ids)}; "
+                                     f"the ids are {', '.join(ids)}")
+            elif not isinstance(value, str) or not value.strip():
+                self.problems.append(f"config.toml [keys] {binding_id!r}: keys are a string, e.g. \"x\" or \"x,ctrl+x\"")
+            else:
+                keymap[binding_id] = value
+        return keymap
+
     def compose(self) -> ComposeResult:
         with Vertical(id="main"):
             yield self.gpu_panel
@@ -103,6 +155,8 @@ class LftopApp(App):
 
     def on_mount(self) -> None:
         self.runs_table.focus()
+        for problem in self.problems:
+            self.notify(problem, title="Settings", severity="warning", timeout=20)
         self._fit(self.size.width, self.size.height)
         self.call_after_refresh(self._start_feeds)  # the first frame first, then the threads
         try:  # the terminal went away (SSH dropped, tmux pane killed): leave cleanly
