@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import gc
+import os
 import signal
 import sys
+import threading
+import time
 from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -159,12 +162,27 @@ class LftopApp(App):
             self.notify(problem, title="Settings", severity="warning", timeout=20)
         self._fit(self.size.width, self.size.height)
         self.call_after_refresh(self._start_feeds)  # the first frame first, then the threads
-        try:  # the terminal went away (SSH dropped, tmux pane killed): leave cleanly
+        try:
             import asyncio
 
-            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.exit)
+            loop = asyncio.get_running_loop()
+            loop.add_signal_handler(signal.SIGHUP, self._terminal_gone)  # SSH dropped, tmux pane killed
+            loop.add_signal_handler(signal.SIGTERM, self.exit)  # `kill`: restore the terminal, then leave
         except (NotImplementedError, RuntimeError):
             pass
+
+    def _terminal_gone(self) -> None:
+        """SIGHUP: nothing can be drawn or restored, and Textual's shutdown can block for ever writing to the
+        vanished terminal (its output thread dies on the first failed write). So let an action in flight (a
+        launch, a pause) finish, then leave at once: runs are processes of their own with their state on disk."""
+
+        def leave() -> None:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and any(w.group == "control" and w.is_running for w in list(self.workers)):
+                time.sleep(0.1)
+            os._exit(0)
+
+        threading.Thread(target=leave, name="lftop-hangup", daemon=True).start()
 
     def _start_feeds(self) -> None:
         if not gc.isenabled():  # `lftop` held collections back until the first frame (cli.open_app)
