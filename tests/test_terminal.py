@@ -1,4 +1,4 @@
-"""`lftop` on a real pseudo-terminal: NO_COLOR, the terminal going away, and `kill`."""
+"""`lftop` on a real pseudo-terminal: NO_COLOR, --no-mouse, the terminal going away, and `kill`."""
 
 from __future__ import annotations
 
@@ -23,10 +23,10 @@ SGR = re.compile(rb"\x1b\[([0-9;]*)m")
 class Terminal:
     """`python -m lftop` as the session leader of a fresh 100x30 pseudo-terminal that this test reads."""
 
-    def __init__(self, home, **env: str):
+    def __init__(self, home, *args: str, **env: str):
         self.pid, self.fd = pty.fork()
         if self.pid == 0:  # the child: become lftop
-            os.execve(sys.executable, [sys.executable, "-m", "lftop"],
+            os.execve(sys.executable, [sys.executable, "-m", "lftop", *args],
                       {**os.environ, "LFTOP_HOME": str(home), "LFTOP_SIMULATE": "2", "TERM": "xterm-256color", **env})
         fcntl.ioctl(self.fd, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
         self.seen = b""
@@ -121,3 +121,15 @@ def test_kill_restores_the_terminal(home):
         os.close(term.fd)
     assert code == 0
     assert b"\x1b[?1049l" in term.seen.rsplit(b"RTX 4090", 1)[-1]  # left the alternate screen: the shell is back
+
+
+def test_no_mouse_asks_the_terminal_for_no_mouse_reports(home):
+    """Over SSH, mouse reporting fills the link with motion events; --no-mouse never turns it on."""
+    for args, mouse in (((), True), (("--no-mouse",), False)):
+        term = Terminal(home, *args)
+        try:
+            frame = term.read_until(b"Runs")
+        finally:
+            os.close(term.fd)
+            term.exit_code(10)
+        assert (b"\x1b[?1000h" in frame) == mouse, args
