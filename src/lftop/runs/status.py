@@ -52,6 +52,8 @@ def status(run: RunDir) -> RunStatus:
     ref = run.process_ref()
     alive = ref.alive() if ref else False
     state = run.state()
+    if alive and state not in ACTIVE:
+        alive = ref.alive()  # it may have ended between the two reads: `stop` writes its state once the tree is gone
     if state in ACTIVE and not alive:
         state = run.state()  # it may have finished between the two reads
         if state in ACTIVE:
