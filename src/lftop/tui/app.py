@@ -18,6 +18,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Input, Static
 
+from lftop.tui import settings
 from lftop.tui.messages import ActionDone, Curves, GpuSampled, LogPolled, RunsPolled
 from lftop.tui.themes import load_themes
 from lftop.tui.widgets import CurvePanel, GpuPanel, LogTail, RunsTable
@@ -26,47 +27,11 @@ if TYPE_CHECKING:
     from lftop.runs.status import RunStatus
     from lftop.tui.feeds import GpuFeed, RunsFeed
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
 # What the first frame does not need is imported when it is: the feeds after the first frame, the
 # screens when one opens, the launcher in the worker that acts (see benchmarks/tui_cost.py).
 ENDED = ("completed", "failed", "lost", "paused", "stopped")
-DEFAULT_THEME = "lftop-dark"
 
 MIN_SIZE = (80, 24)
-
-
-def read_config(home: Path, problems: list[str]) -> dict:
-    """$LFTOP_HOME/config.toml: [ui] theme, interval; [keys] binding id = keys. What is wrong goes to `problems`."""
-    path = home / "config.toml"
-    try:
-        return tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        return {}
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        problems.append(f"ignoring {path}: {exc}")
-        return {}
-
-
-def _flat(table: dict, prefix: str = "") -> dict:
-    """`lftop.pause = "x"` in TOML is a nested table; `"lftop.pause" = "x"` is not: both mean the same here."""
-    flat = {}
-    for key, value in table.items():
-        if isinstance(value, dict):
-            flat.update(_flat(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
-def _near(word: str, choices) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(word, list(choices), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 class LftopApp(App):
@@ -92,16 +57,15 @@ class LftopApp(App):
         `gpu_source`, a callable returning a Sample, replaces live sampling (fixed frames for snapshots)."""
         super().__init__()
         self.home = home
-        self.problems: list[str] = []  # bad settings: printed now, shown as notifications once the app is up
-        self.config = read_config(home, self.problems)
-        ui = self.config.get("ui", {})
-        self.interval = interval if interval else self._setting_interval(ui.get("interval", 1.0))
-        self.readonly = readonly
         for t in load_themes():
             self.register_theme(t)
-        self.theme = self._setting_theme(theme or ui.get("theme", DEFAULT_THEME), "--theme" if theme else "[ui] theme")
-        if keymap := self._setting_keys(_flat(self.config.get("keys", {}))):
-            self.set_keymap(keymap)
+        ids = [b.id for b in self.BINDINGS if isinstance(b, Binding) and b.id]
+        chosen = settings.load(home, interval, theme, list(self.available_themes), ids)
+        self.problems = chosen.problems  # printed now, shown as notifications once the app is up
+        self.interval, self.theme = chosen.interval, chosen.theme
+        self.readonly = readonly
+        if chosen.keymap:
+            self.set_keymap(chosen.keymap)
         for problem in self.problems:
             print(f"lftop: {problem}", file=sys.stderr)
         self.runs: list[RunStatus] = []
@@ -117,34 +81,6 @@ class LftopApp(App):
         self.curve_panel, self.log_tail = CurvePanel(id="curves"), LogTail(id="log")
         self._gpu_source = gpu_source
         self.feeds: tuple[RunsFeed, GpuFeed] | None = None
-
-    def _setting_interval(self, value) -> float:
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            self.problems.append(f"config.toml [ui] interval = {value!r} is not a number of seconds; using 1")
-            return 1.0
-
-    def _setting_theme(self, name: str, where: str) -> str:
-        if isinstance(name, str) and name in self.available_themes:
-            return name
-        ours = ", ".join(sorted(t for t in self.available_themes if t.startswith("lftop-")))
-        self.problems.append(f"{where}: no theme {name!r}{_near(str(name), self.available_themes)}; using "
-                             f"{DEFAULT_THEME} (lftop's: {ours}; ctrl+p, Change theme lists Textual's)")
-        return DEFAULT_THEME
-
-    def _setting_keys(self, keys: dict) -> dict[str, str]:
-        ids = [b.id for b in self.BINDINGS if isinstance(b, Binding) and b.id]
-        keymap = {}
-        for binding_id, value in keys.items():
-            if binding_id not in ids:
-                self.problems.append(f"config.toml [keys]: no binding {binding_id!r}{_near(binding_id, ids)}; "
-                                     f"the ids are {', '.join(ids)}")
-            elif not isinstance(value, str) or not value.strip():
-                self.problems.append(f"config.toml [keys] {binding_id!r}: keys are a string, e.g. \"x\" or \"x,ctrl+x\"")
-            else:
-                keymap[binding_id] = value
-        return keymap
 
     def compose(self) -> ComposeResult:
         with Vertical(id="main"):
