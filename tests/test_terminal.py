@@ -1,23 +1,27 @@
-"""`lftop` on a real pseudo-terminal: NO_COLOR, --no-mouse, the terminal going away, and `kill`."""
+"""`lftop` on a real pseudo-terminal: NO_COLOR, --no-mouse, the bell, the terminal going away, and `kill`."""
 
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import pty
 import re
 import select
 import signal
 import struct
+import subprocess
 import sys
 import termios
 import time
 
+import psutil
 import pytest
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="pseudo-terminals as on the servers lftop runs on")
 
 SGR = re.compile(rb"\x1b\[([0-9;]*)m")
+OSC = re.compile(rb"\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)")  # e.g. the pointer shape; BEL ends these too
 
 
 class Terminal:
@@ -133,3 +137,28 @@ def test_no_mouse_asks_the_terminal_for_no_mouse_reports(home):
             os.close(term.fd)
             term.exit_code(10)
         assert (b"\x1b[?1000h" in frame) == mouse, args
+
+
+def test_a_run_that_finishes_rings_the_bell_and_says_so(home, tmp_path):
+    """A run is a process plus a directory: this one is a real process and a real run directory that lftop
+    watches; when the run ends (its state completed, its process gone) the terminal's bell rings."""
+    proc = subprocess.Popen(["sleep", "120"])
+    run, out = home / "runs" / "bell-run", tmp_path / "out"
+    run.mkdir(parents=True)
+    out.mkdir()
+    (run / "run.json").write_text(json.dumps({"id": "bell-run", "pid": proc.pid, "create_time": psutil.Process(proc.pid).create_time(),
+                                              "output_dir": str(out), "gpus": "0", "nproc": 1, "created": time.time()}))
+    (run / "state").write_text("running\n")
+    term = Terminal(home, "--interval", "0.25")
+    try:
+        term.read_until(b"running")
+        assert b"\x07" not in OSC.sub(b"", term.seen)
+        (run / "state").write_text("completed\n")
+        proc.kill()
+        proc.wait()
+        term.read_until(b"bell-run completed", timeout=20)  # the notification
+        assert b"\x07" in OSC.sub(b"", term.seen)  # the bell
+    finally:
+        proc.kill()
+        os.close(term.fd)
+        term.exit_code(10)
