@@ -260,6 +260,39 @@ async def test_settings_remap_keys_and_choose_the_theme_and_bad_ones_are_named_n
     assert "ignoring" in LftopApp(home).problems[0]
 
 
+def test_each_gpu_row_names_the_runs_holding_it_when_process_lines_do_not_fit(home):
+    """A real process as a run's supervisor on GPU 0, pid 1 (not a run) on GPU 1: the compact layout shows
+    who holds each GPU on its row, at 80 and at 160 columns; the tall layout has a line per process."""
+    import subprocess
+
+    from lftop.gpu.nvml import Nvml
+    from lftop.gpu.ring import Rings
+    from lftop.gpu.sampler import sample
+    from lftop.gpu.simulated import SimulatedNvml
+    from lftop.runs.process import ProcessRef
+    from lftop.runs.rundir import RunDir
+
+    supervisor = subprocess.Popen(["sleep", "60"])
+    try:
+        ref = ProcessRef.of(supervisor.pid)
+        run = RunDir(home / "runs" / "glm3-ddp")
+        run.path.mkdir(parents=True)
+        run.write_meta({"id": "glm3-ddp", "pid": ref.pid, "create_time": ref.create_time, "gpus": "0"})
+        sim = SimulatedNvml(count=3, home=home)
+        sim.external = {1: [1]}
+        s = sample(Nvml(sim), runs=[("glm3-ddp", ref)])
+    finally:
+        supervisor.kill()
+    for width, shown in ((76, " glm3…"), (156, " glm3-ddp")):  # 80 columns: the id's start
+        rows = render.gpu_panel(s, Rings(), width, detail=False).plain.splitlines()
+        assert rows[0].endswith(shown) and rows[1].endswith(" +1") and len(rows) == 4, rows
+        assert all(len(row) <= width for row in rows)
+        assert "glm3" not in rows[2] and "+1" not in rows[2]
+    tall = render.gpu_panel(s, Rings(), 156, detail=True).plain.splitlines()
+    assert any(f"pid {ref.pid}" in line and "run glm3-ddp" in line for line in tall)
+    assert not tall[0].endswith("glm3-ddp")
+
+
 def test_a_bare_lftop_opens_the_app_with_the_parsers_defaults():
     """`lftop` alone skips argparse; it must get exactly what parsing no arguments gives."""
     assert vars(cli.build_parser().parse_args([])) == cli.APP_DEFAULTS

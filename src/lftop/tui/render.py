@@ -98,6 +98,7 @@ def gpu_panel(s: Sample | None, rings: Rings, width: int, detail: bool) -> Text:
             continue
         used = d.mem_used / GIB if d.mem_used is not None else None
         total = d.mem_total / GIB if d.mem_total else None
+        row = len(out)
         out.append(f"{d.index} ", style="bold")
         out.append(f"{(d.name or '?').replace('NVIDIA ', '').replace('GeForce ', '')[:name_w]:<{name_w}} ")
         out.append_text(bar(used / total if used is not None and total else None, 12))
@@ -107,8 +108,12 @@ def gpu_panel(s: Sample | None, rings: Rings, width: int, detail: bool) -> Text:
         temp_style = "bold red" if d.temperature and d.temperature >= 85 else ""
         out.append(f" {na(d.temperature, '{}°C'):>5}", style=temp_style)
         out.append(f" {na(d.power_w, '{:.0f}'):>4}/{na(d.power_limit_w, '{:.0f}')}W fan {na(d.fan, '{}%'):>4} ")
-        if spark_w >= 8:
-            out.append(spark(rings.get(f"gpu{d.index}.util").values(), spark_w, 0, 100), style="cyan")
+        held = "" if detail else _owners(s, d)  # no process lines in this layout: who holds the GPU, on its row
+        history_w = min(spark_w, width - (len(out) - row) - len(held) - 1)
+        if history_w >= 8:
+            out.append(spark(rings.get(f"gpu{d.index}.util").values(), history_w, 0, 100), style="cyan")
+        if held and (room := width - (len(out) - row)) >= 3:
+            out.append(f" {held}" if len(held) < room else f" {held[:room - 2]}…", style="bold magenta")
         out.append("\n")
         if detail:
             for p in d.processes:
@@ -124,6 +129,18 @@ def gpu_panel(s: Sample | None, rings: Rings, width: int, detail: bool) -> Text:
     if disk is not None:
         out.append(f"  disk {disk / GIB:.0f}G free", style="red" if disk < 10 * GIB else "dim")
     return out
+
+
+def _owners(s: Sample, d) -> str:
+    """The runs holding a GPU's processes, then how many other processes: "glm3-ddp +1"."""
+    runs, others = [], 0
+    for p in d.processes:
+        o = s.owners.get(p.pid)
+        if o and o.run:
+            runs += [o.run] if o.run not in runs else []
+        else:
+            others += 1
+    return " ".join(runs + ([f"+{others}"] if others else []))
 
 
 def duration(seconds: float | None) -> str:
