@@ -109,7 +109,7 @@ def gpu_panel(s: Sample | None, rings: Rings, width: int, detail: bool) -> Text:
         out.append(f" {na(d.temperature, '{}°C'):>5}", style=temp_style)
         out.append(f" {na(d.power_w, '{:.0f}'):>4}/{na(d.power_limit_w, '{:.0f}')}W fan {na(d.fan, '{}%'):>4} ")
         held = "" if detail else _owners(s, d)  # no process lines in this layout: who holds the GPU, on its row
-        history_w = min(spark_w, width - (len(out) - row) - len(held) - 1)
+        history_w = min(spark_w, width - (len(out) - row) - len(held) - 1) if held else spark_w
         if history_w >= 8:
             out.append(spark(rings.get(f"gpu{d.index}.util").values(), history_w, 0, 100), style="cyan")
         if held and (room := width - (len(out) - row)) >= 3:
@@ -136,10 +136,10 @@ def _owners(s: Sample, d) -> str:
     runs, others = [], 0
     for p in d.processes:
         o = s.owners.get(p.pid)
-        if o and o.run:
-            runs += [o.run] if o.run not in runs else []
-        else:
+        if o is None or o.run is None:
             others += 1
+        elif o.run not in runs:
+            runs.append(o.run)
     return " ".join(runs + ([f"+{others}"] if others else []))
 
 
