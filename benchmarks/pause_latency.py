@@ -15,9 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from lftop import tinymodel
+from lftop import ops, tinymodel
 from lftop.profiles import load
-from lftop.runs import launcher
 from lftop.runs.rundir import RunDir
 from lftop.runs.status import status
 
@@ -39,12 +38,12 @@ def measure(home: Path, tiny: Path, nproc: int) -> None:
     profile = home / f"bench-{nproc}.toml"
     demo = Path(__file__).resolve().parents[1] / "profiles" / "demo-cpu.toml"
     profile.write_text(PROFILE.format(demo=demo, tiny=tiny, out=out, nproc=nproc))
-    run = launcher.launch(load(profile), home)
+    run = ops.launch(ops.plan(load(profile)), home)
     while not (out / "checkpoint-50" / "trainer_state.json").exists():
         time.sleep(0.2)
     before = status(run).step or 0
     requested = time.monotonic()
-    launcher.pause(run)
+    ops.pause(run)
     while status(run).alive:
         time.sleep(0.02)
     seconds = time.monotonic() - requested

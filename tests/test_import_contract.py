@@ -41,3 +41,20 @@ def test_headless_commands_do_not_load_textual():
     profile = SRC.parent.parent / "profiles" / "base.toml"
     out = subprocess.run([sys.executable, "-c", code, str(profile)], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+def _tool(name: str) -> str:
+    return str(Path(sys.executable).with_name(name))
+
+
+def test_import_linter_contracts_hold():
+    """The layers and the Textual ban in pyproject.toml, imports inside functions included: a cycle fails."""
+    out = subprocess.run([_tool("lint-imports")], capture_output=True, text=True, cwd=SRC.parent.parent)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    assert "3 kept, 0 broken" in out.stdout
+
+
+def test_ruff_is_clean():
+    out = subprocess.run([_tool("ruff"), "check", "src", "tests", "benchmarks"], capture_output=True, text=True,
+                         cwd=SRC.parent.parent)
+    assert out.returncode == 0, out.stdout[-3000:]

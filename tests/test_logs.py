@@ -9,7 +9,7 @@ from lftop.logs import jsonl, parse, scan
 from lftop.logs.follower import Follower, clean, read_lines
 from lftop.logs.history import History, RunLogs
 from lftop.logs.parse import LogParser, parse_lines
-from lftop.logs.records import Eval, Failure, Fact, Point, Progress, Summary
+from lftop.logs.records import Eval, Fact, Failure, Point, Progress, Summary
 
 DATA = Path(__file__).parent / "data"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import threading
 import time
 
 import pytest
@@ -14,6 +15,23 @@ from lftop.tui.app import LftopApp
 from lftop.tui.messages import Curves
 from lftop.tui.screens import ConfirmScreen, HelpScreen, LaunchScreen, RunScreen
 from lftop.tui.widgets import LogTail, RunsTable
+
+
+@pytest.fixture(autouse=True)
+def app_state_set_on_the_main_thread_only(monkeypatch):
+    """Workers post messages and never write the app's state: an attribute set on the app from any other
+    thread than the main one fails the test (the launch worker used to set the row to select)."""
+    offenders = []
+    setattr_ = LftopApp.__setattr__
+
+    def guarded(self, name, value):
+        if threading.current_thread() is not threading.main_thread():
+            offenders.append(f"{name} from {threading.current_thread().name}")
+        setattr_(self, name, value)
+
+    monkeypatch.setattr(LftopApp, "__setattr__", guarded)
+    yield
+    assert offenders == []
 
 
 async def until(pilot, condition, timeout: float = 180, what: str = "") -> None:
@@ -106,10 +124,10 @@ async def test_an_oom_offers_a_one_key_relaunch_with_a_fitting_change(home, tiny
         "transformers.Trainer.training_step = training_step\n")
     profile = write_profile(tmp_path / "p.toml", tiny, tmp_path / "out", max_steps=20, save_steps=5)
     profile.write_text(profile.read_text().replace("[launch]", f'[launch]\nenv = {{ PYTHONPATH = "{hook}" }}'))
+    from lftop import ops
     from lftop.profiles import load
-    from lftop.runs import launcher
 
-    run = launcher.launch(load(profile), home)
+    run = ops.launch(ops.plan(load(profile)), home)
     app = LftopApp(home, interval=0.25, select=run.id)
     async with app.run_test(size=(100, 30)) as pilot:
         await until(pilot, lambda: state(app) == "failed", 180, "the OOM")

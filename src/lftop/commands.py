@@ -1,48 +1,73 @@
-"""What each `lftop` sub-command does: a few lines over the core each. Imported only for a sub-command."""
+"""What each `lftop` sub-command does: a few lines over lftop.ops and the readers each. Imported only for a
+sub-command. Every failure is one line on stderr with what to do, exit 1; never a traceback."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 from pathlib import Path
 
-from lftop import paths
-from lftop.cli import _err, open_app
+from lftop import ops, paths
+from lftop.console import dumps, err
 from lftop.profiles import ProfileError, convert
 from lftop.profiles import load as load_profile
-from lftop.runs import launcher, rundir
+from lftop.runs import rundir
 from lftop.runs.status import status
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the sub-command `args.func`, turning every refusal into one line and exit status 1."""
+    from lftop.gpu.nvml import NvmlUnavailable
+    from lftop.runs.engines import UnknownEngine
+
+    try:
+        return globals()[f"cmd_{args.func}"](args)
+    except ProfileError as exc:
+        for problem in exc.problems:
+            err(str(problem))
+        return 1
+    except (ops.Refused, rundir.RunNotFound, rundir.RunLocked, NvmlUnavailable, UnknownEngine) as exc:
+        err(f"lftop: {exc}")
+        return 1
+    except PermissionError as exc:
+        err(f"lftop: {exc.filename}: permission denied (is it another user's? --home chooses your own)")
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
 
 
 def _load_warned(name: str):
     """The profile, its warnings printed to stderr."""
     profile = load_profile(name)
     for warning in profile.warnings:
-        _err(f"{warning} (warning)")
+        err(f"{warning} (warning)")
     return profile
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    status = 0
+    failed = 0
     for name in args.profiles:
         try:
             profile = _load_warned(name)
         except ProfileError as exc:
             for problem in exc.problems:
-                _err(f"{problem}")
-            status = 1
+                err(f"{problem}")
+            failed = 1
             continue
         if profile.abstract:
             print(f"{name}: ok (a base for other profiles)")
         else:
             print(f"{name}: ok, effective batch {profile.effective_batch()} (per-device x accumulation x GPUs)")
-    return status
+    return failed
 
 
 def cmd_show_args(args: argparse.Namespace) -> int:
+    from lftop.runs.engines.local import training_command
+
     profile = _load_warned(args.profile)
     train = profile.args()
     print("# LLaMA-Factory arguments")
@@ -50,71 +75,52 @@ def cmd_show_args(args: argparse.Namespace) -> int:
     print("\n# lftop runs (in a new session, output to the run's training.log)")
     gpus = args.gpus.split(",") if args.gpus else None
     nproc = profile.launch.nproc or (len(gpus) if gpus else profile.gpu_count()) or 1  # no GPU is picked here
-    print(" ".join(launcher.training_command(profile, "<run-dir>", args.gpus, nproc)))
+    print(" ".join(training_command(profile.launch.python, "<run-dir>", nproc, bool(train.get("deepspeed")))))
     print("\n# the same training with llamafactory-cli")
     print(convert.cli_command(train))
     return 0
 
 
-def _run(args: argparse.Namespace):
+def _run(args: argparse.Namespace) -> rundir.RunDir:
     return rundir.find(args.home, args.run)
 
 
+def _describe_plan(plan: ops.Plan) -> list[str]:
+    from lftop.estimate.advice import describe
+
+    return describe(plan.report) if plan.report else []
+
+
 def cmd_estimate(args: argparse.Namespace) -> int:
-    from lftop.estimate.advice import describe
-    from lftop.estimate.arch import UnknownModel
-    from lftop.estimate.plan import plan
-
     profile = load_profile(args.profile)
-    try:
-        result = plan(profile, args.gpus, args.gpu_mem)
-    except UnknownModel as exc:
-        _err(f"lftop: {exc}")
+    plan = ops.plan(profile, what_if_gpus=args.gpus, what_if_gib=args.gpu_mem)
+    if plan.problem:
+        err(f"lftop: {plan.problem}")
         return 1
-    if result.report is None:
-        print(json.dumps({"verdict": None, "note": result.note}) if args.json else result.note)
-        return 0
     if args.json:
-        print(json.dumps({**result.report.to_dict(), "note": result.note}, indent=1))
+        print(dumps({**plan.report.to_dict(), "note": plan.note} if plan.report else {"verdict": None, "note": plan.note},
+                    indent=1))
     else:
-        print("\n".join(describe(result.report)))
-        print(result.note)
+        print("\n".join([*_describe_plan(plan), plan.note or ""]))
     return 0
-
-
-def _preflight(profile, args: argparse.Namespace) -> bool:
-    """The estimate before a launch: False (and the reasons printed) when it predicts an OOM."""
-    from lftop.estimate.advice import describe
-    from lftop.estimate.arch import UnknownModel
-    from lftop.estimate.plan import plan
-
-    try:
-        result = plan(profile, cuda_visible_devices=args.gpus)
-    except UnknownModel as exc:
-        _err(f"estimate skipped: {exc}")
-        return True
-    if result.report is None:
-        _err(f"estimate: {result.note}")
-        return True
-    if result.report.verdict == "oom":
-        _err("\n".join(describe(result.report)))
-        _err("lftop: predicted out of memory; apply a suggestion to the profile, or launch anyway with --force")
-        return args.force
-    if result.report.verdict == "tight":
-        _err(f"estimate: {result.report.per_gpu_gib:.1f} GiB of {result.report.capacity_gib:.1f} GiB free: tight")
-    return True
 
 
 def cmd_launch(args: argparse.Namespace) -> int:
     profile = _load_warned(args.profile)
-    if profile.abstract:
-        _err(f"lftop: {args.profile} is a base for other profiles (abstract = true); launch one that extends it")
-        return 1
-    if not _preflight(profile, args):
-        return 1
-    run = launcher.launch(profile, args.home, gpus=args.gpus, force=args.force)
+    plan = ops.plan(profile, gpus=args.gpus)
+    if plan.problem and plan.placement is not None:
+        err(f"estimate skipped: {plan.problem}")
+    elif plan.report is None and plan.note:
+        err(f"estimate: {plan.note}")
+    elif plan.verdict == "tight":
+        err(f"estimate: {plan.report.per_gpu_gib:.1f} GiB of {plan.report.capacity_gib:.1f} GiB free: tight")
+    try:
+        run = ops.launch(plan, args.home, fresh=args.force, accept_oom=args.force)
+    except ops.PredictedOOM as exc:
+        err("\n".join(_describe_plan(exc.plan)))
+        raise
     if args.json:
-        print(launcher.to_json(run))
+        print(dumps({"run": run.id, "pid": run.meta().get("pid"), "run_dir": str(run.path)}))
     else:
         print(f"launched {run.id}: log {run.log}")
         print(f"  lftop show {run.id}   lftop pause {run.id}   lftop stop {run.id}")
@@ -123,21 +129,19 @@ def cmd_launch(args: argparse.Namespace) -> int:
 
 def cmd_pause(args: argparse.Namespace) -> int:
     run = _run(args)
-    launcher.pause(run)
+    ops.pause(run)
     if not args.wait:
         print(f"{run.id}: pause requested; it saves a checkpoint at the next step end")
         return 0
-    deadline = time.monotonic() + args.timeout
-    while (current := status(run)).alive and time.monotonic() < deadline:
-        time.sleep(0.5)
+    current = ops.wait_settled(run, args.timeout)
     print(f"{run.id}: {current.state}" + (f" at checkpoint-{current.checkpoints[-1]}" if current.checkpoints else ""))
     return 0 if current.state == "paused" else 1
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    run, step = launcher.resume(_run(args), args.home)
+    run, step = ops.resume(_run(args), args.home)
     if args.json:
-        print(json.dumps({**json.loads(launcher.to_json(run)), "step": step}))
+        print(dumps({"run": run.id, "pid": run.meta().get("pid"), "run_dir": str(run.path), "step": step}))
     else:
         print(f"resumed {run.id} from step {step}")
     return 0
@@ -145,7 +149,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def cmd_stop(args: argparse.Namespace) -> int:
     run = _run(args)
-    count = launcher.stop(run, grace=args.grace)
+    count = ops.stop(run, grace=args.grace)
     print(f"{run.id}: stopped ({count} processes)")
     return 0
 
@@ -160,7 +164,7 @@ def _age(created: float | None) -> str:
 def cmd_ls(args: argparse.Namespace) -> int:
     rows = [status(r) for r in rundir.all_runs(args.home)]
     if args.json:
-        print(json.dumps([r.to_dict() for r in rows], indent=1))
+        print(dumps([r.to_dict() for r in rows], indent=1))
         return 0
     if not rows:
         print(f"no runs in {rundir.runs_root(args.home)}")
@@ -176,7 +180,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     current = status(_run(args))
     if args.json:
-        print(json.dumps(current.to_dict(), indent=1))
+        print(dumps(current.to_dict(), indent=1))
         return 0
     for key, value in current.to_dict().items():
         if key not in ("log_tail", "failure"):
@@ -194,11 +198,11 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
     path = Path(args.log)
     if not path.is_file():
-        _err(f"{path}: no such file")
+        err(f"lftop: {path}: no such file")
         return 1
     history = scan.scan(path)
     if args.json:
-        print(scan.dumps(history))
+        print(dumps(scan.to_json(history)))
     elif args.csv:
         print(scan.to_csv(history), end="")
     else:
@@ -220,17 +224,17 @@ def cmd_gpus(args: argparse.Namespace) -> int:
     while True:
         s = _sample(args)
         if s.gpus.error:
-            _err(f"lftop: {s.gpus.error}")
+            err(f"lftop: {s.gpus.error}")
             return 1
         if args.json:
-            print(json.dumps({"gpus": s.gpus.to_dict(), "host": s.host.to_dict(),
-                              "owners": {pid: vars(o) for pid, o in s.owners.items()}}))
+            print(dumps({"gpus": s.gpus.to_dict(), "host": s.host.to_dict(),
+                         "owners": {pid: vars(o) for pid, o in s.owners.items()}}))
         else:
             print("\n".join(report.gpu_lines(s)))
         if not args.watch:
             return 0
         sys.stdout.flush()
-        time.sleep(max(0.25, args.interval))
+        time.sleep(max(0.25, args.interval or 1.0))
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -245,6 +249,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from lftop import tinymodel
+    from lftop.tui import open_app
 
     os.environ.setdefault("LFTOP_SIMULATE", "2")
     print("building the tiny model (a few seconds)...", flush=True)
@@ -256,5 +261,5 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f'[profile]\nextends = "{paths.shipped("profiles") / "demo-cpu.toml"}"\n\n'
         f'[train]\noutput_dir = "$LFTOP_HOME/saves/demo-{time.strftime("%Y%m%d-%H%M%S")}"\n'
     )
-    run = launcher.launch(load_profile(demo), args.home, gpus="0")  # simulated GPU 0 fills while it trains
-    return open_app(args, select=run.id)
+    run = ops.launch(ops.plan(load_profile(demo), gpus="0"), args.home)  # simulated GPU 0 fills while it trains
+    return open_app(args.home, args.interval, args.readonly, args.theme, args.no_mouse, select=run.id)

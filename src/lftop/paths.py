@@ -8,14 +8,23 @@ from pathlib import Path
 _PACKAGE = Path(__file__).resolve().parent
 
 
+class HomeProblem(Exception):
+    """The runs home cannot be used; the message names it and says why."""
+
+
 def home(override: str | os.PathLike[str] | None = None) -> Path:
-    """The runs home: --home, else $LFTOP_HOME, else $XDG_STATE_HOME/lftop (~/.local/state/lftop)."""
+    """The runs home: --home, else $LFTOP_HOME, else the XDG state dir (~/.local/state/lftop)."""
     if override:
-        return Path(override).expanduser()
-    if os.environ.get("LFTOP_HOME"):
-        return Path(os.environ["LFTOP_HOME"]).expanduser()
-    state = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
-    return Path(state) / "lftop"
+        path = Path(override).expanduser()
+    elif os.environ.get("LFTOP_HOME"):
+        path = Path(os.environ["LFTOP_HOME"]).expanduser()
+    else:
+        import platformdirs
+
+        path = Path(platformdirs.user_state_dir("lftop", appauthor=False))
+    if path.exists() and not path.is_dir():
+        raise HomeProblem(f"the runs home {path} is not a directory (set --home or LFTOP_HOME to a folder)")
+    return path.absolute()
 
 
 def shipped(kind: str) -> Path:

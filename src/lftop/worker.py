@@ -3,7 +3,7 @@
 Self-contained on purpose (standard library and llamafactory only): the profile's `[launch] python`
 may be an environment where lftop is not installed. Started by path as `python worker.py RUN_DIR`,
 or under torchrun with one copy per rank. It reads RUN_DIR/run.json, polls RUN_DIR/control at every
-optimizer step, and records its state (written atomically) and events in RUN_DIR.
+optimizer step, and records its state (written atomically) and events in RUN_DIR: each event before the state it explains.
 """
 
 import json
@@ -18,14 +18,15 @@ OOM_MARKERS = ("OutOfMemoryError", "CUDA out of memory", "HIP out of memory", "C
 
 def write_state(run_dir, state):
     tmp = os.path.join(run_dir, f".state.{os.getpid()}")
-    with open(tmp, "w") as f:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as f:
         f.write(state + "\n")
     os.replace(tmp, os.path.join(run_dir, "state"))
 
 
 def event(run_dir, name, **fields):
     line = json.dumps({"time": time.time(), "event": name, "rank": RANK, "pid": os.getpid(), **fields})
-    fd = os.open(os.path.join(run_dir, "events.jsonl"), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(os.path.join(run_dir, "events.jsonl"), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     try:
         os.write(fd, (line + "\n").encode())
     finally:
@@ -52,8 +53,8 @@ def make_callback(run_dir):
 
         def on_train_begin(self, args, state, control, **kwargs):
             if RANK == 0:
-                write_state(run_dir, "running")
                 event(run_dir, "running", step=state.global_step, total_steps=state.max_steps)
+                write_state(run_dir, "running")
 
         def on_step_end(self, args, state, control, **kwargs):
             flag = 1 if read_control(run_dir) == "pause" else 0
@@ -67,8 +68,8 @@ def make_callback(run_dir):
                 control.should_training_stop = True
                 self.paused_at = state.global_step
                 if RANK == 0:
-                    write_state(run_dir, "pausing")
                     event(run_dir, "pausing", step=state.global_step)
+                    write_state(run_dir, "pausing")
             return control
 
     return PauseCallback()
@@ -96,11 +97,11 @@ def main(run_dir):
         raise
     if RANK == 0:
         if callback.paused_at is not None:
-            write_state(run_dir, "paused")
             event(run_dir, "paused", step=callback.paused_at)
+            write_state(run_dir, "paused")
         else:
-            write_state(run_dir, "completed")
             event(run_dir, "completed")
+            write_state(run_dir, "completed")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ import time
 from dataclasses import asdict, dataclass
 
 
-
 class NvmlUnavailable(Exception):
     """NVML cannot be used at all; the message is meant for the user."""
 

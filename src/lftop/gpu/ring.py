@@ -6,7 +6,7 @@ from collections import deque
 
 
 class Ring:
-    """The last `size` values of one metric (None for N/A is skipped), with min and max."""
+    """The last `size` values of one metric (None for N/A is skipped)."""
 
     __slots__ = ("_values",)
 
@@ -23,21 +23,9 @@ class Ring:
     def __len__(self) -> int:
         return len(self._values)
 
-    @property
-    def min(self) -> float | None:
-        return min(self._values) if self._values else None
-
-    @property
-    def max(self) -> float | None:
-        return max(self._values) if self._values else None
-
-    @property
-    def last(self) -> float | None:
-        return self._values[-1] if self._values else None
-
 
 class Rings:
-    """Rings keyed by name (e.g. "gpu0.mem"), created on first use, all of one size."""
+    """Rings keyed by name (e.g. "gpu0.util"), created on first use, all of one size."""
 
     def __init__(self, size: int = 3600):
         self.size = size

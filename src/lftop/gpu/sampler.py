@@ -32,15 +32,9 @@ def sample(nvml: Nvml | None = None, runs: list[tuple[str, ProcessRef]] = (), di
 
 
 def record(rings: Rings, s: Sample) -> None:
-    """Append one sample's numbers to the history rings."""
+    """Append one sample's numbers to the history rings (what the GPU panel's sparklines draw)."""
     for d in s.gpus.devices:
-        mem = 100 * d.mem_used / d.mem_total if d.mem_used is not None and d.mem_total else None
-        rings.add(f"gpu{d.index}.mem", mem)
         rings.add(f"gpu{d.index}.util", d.util_gpu)
-        rings.add(f"gpu{d.index}.temp", d.temperature)
-        rings.add(f"gpu{d.index}.power", d.power_w)
-    rings.add("host.cpu", s.host.cpu_percent)
-    rings.add("host.ram", 100 * s.host.ram_used / s.host.ram_total if s.host.ram_total else None)
 
 
 class Sampler(threading.Thread):

@@ -20,7 +20,8 @@ from types import SimpleNamespace
 
 import pynvml
 
-GIB = 1 << 30
+from lftop.units import GIB
+
 NVML_TEMPERATURE_GPU = pynvml.NVML_TEMPERATURE_GPU
 NVML_CLOCK_SM = pynvml.NVML_CLOCK_SM
 NVML_CLOCK_MEM = pynvml.NVML_CLOCK_MEM
@@ -202,21 +203,31 @@ class SimulatedNvml:
 
 
 def parse_spec(spec: str) -> dict:
-    """Keyword arguments for SimulatedNvml from an LFTOP_SIMULATE value."""
+    """Keyword arguments for SimulatedNvml from an LFTOP_SIMULATE value; ValueError names what is wrong."""
     parts = [p.strip() for p in spec.split(",") if p.strip()]
-    kwargs: dict = {"count": int(parts[0]) if parts and parts[0].isdigit() else 2}
+    if parts and not parts[0].isdigit():
+        raise ValueError(f"simulated GPUs: {parts[0]!r} is not a count (e.g. 2, or 8,model=H100,mem=80)")
+    kwargs: dict = {"count": int(parts[0]) if parts else 2}
+    if not 0 < kwargs["count"] <= 64:
+        raise ValueError(f"simulated GPUs: the count must be 1 to 64, not {kwargs['count']}")
     for part in parts[1:]:
         key, _, value = part.partition("=")
-        if key == "model":
-            kwargs["model"] = value
-        elif key == "mem":
-            kwargs["memory_gib"] = float(value)
-        elif key == "na":
-            kwargs["na"] = {v for v in value.split("+") if v}
-        elif key == "lost":
-            kwargs["lost"] = {int(v) for v in value.split("+") if v}
-        else:
-            raise ValueError(f"LFTOP_SIMULATE: unknown option {key!r} (count, model=, mem=, na=, lost=)")
+        try:
+            if key == "model":
+                kwargs["model"] = value
+            elif key == "mem":
+                kwargs["memory_gib"] = float(value)
+                if not 0 < kwargs["memory_gib"] < 1 << 20:
+                    raise ValueError
+            elif key == "na":
+                kwargs["na"] = {v for v in value.split("+") if v}
+            elif key == "lost":
+                kwargs["lost"] = {int(v) for v in value.split("+") if v}
+            else:
+                raise ValueError(f"simulated GPUs: unknown option {key!r} (count, model=, mem=, na=, lost=)")
+        except ValueError as exc:
+            raise ValueError(str(exc) if str(exc).startswith("simulated") else
+                             f"simulated GPUs: {part!r} is not a valid {key}= (e.g. mem=80, lost=1)") from None
     return kwargs
 
 

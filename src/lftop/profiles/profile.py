@@ -14,7 +14,7 @@ REQUIRED = ("model_name_or_path", "stage", "output_dir")
 PATH_KEYS = ("model_name_or_path", "output_dir", "dataset_dir", "deepspeed", "adapter_name_or_path", "cache_dir")
 _TABLES = {
     "profile": {"description": "str", "extends": "str", "abstract": "bool"},
-    "launch": {"gpus": "gpus", "python": "str", "env": "env", "nproc": "int"},
+    "launch": {"gpus": "gpus", "python": "str", "env": "env", "nproc": "int", "engine": "str"},
     "train": None,
 }
 
@@ -25,6 +25,7 @@ class Launch:
     python: str | None = None
     env: dict[str, str] = field(default_factory=dict)
     nproc: int | None = None
+    engine: str = "local"  # where the run executes: lftop.runs.engines
 
 
 @dataclass(frozen=True)

@@ -1,26 +1,52 @@
-"""A run's directory: run.json, state, training.log, control, events.jsonl. Its state lives here."""
+"""A run's directory: run.json, state, training.log, control, events.jsonl. Its state lives here.
+
+Everything lftop creates here is private to its user (directories 0700, files 0600, whatever the umask):
+run.json and the environment may hold tokens. Files are opened without following symlinks.
+"""
 
 from __future__ import annotations
 
 import fcntl
 import json
 import os
+import stat
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from lftop.runs.process import ProcessRef
+from lftop.runs.state import RunState
 
-ACTIVE = ("starting", "running", "pausing")
-FINAL = ("paused", "completed", "failed", "stopped")
+_META = {"args": (dict,), "env": (dict,), "output_dir": (str,), "cwd": (str,), "nproc": (int,), "engine": (str,),
+         "pid": (int,), "create_time": (float, int), "created": (float, int), "gpus": (str, type(None))}
+_NOFOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def open_private(path: Path, flags: int) -> int:
+    """A file descriptor for `path`, created 0600 if new; a symlink in its place is refused (ELOOP)."""
+    return os.open(path, flags | _NOFOLLOW, 0o600)
 
 
 def write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
+    fd = open_private(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
     os.replace(tmp, path)
+
+
+def make_private_dir(path: Path) -> None:
+    """Create `path` (and missing parents) as 0700 whatever the umask."""
+    for parent in reversed([path, *path.parents]):
+        if not parent.exists():
+            try:
+                parent.mkdir(mode=0o700)
+            except FileExistsError:
+                pass
+            os.chmod(parent, 0o700)
 
 
 class RunLocked(Exception):
@@ -44,31 +70,60 @@ class RunDir:
         return self.path / "events.jsonl"
 
     def meta(self) -> dict:
+        """run.json as a dict; {} when it is missing, unreadable or not a JSON object."""
         try:
-            return json.loads((self.path / "run.json").read_text())
+            meta = json.loads((self.path / "run.json").read_bytes())
         except (OSError, ValueError):
             return {}
+        return meta if isinstance(meta, dict) else {}
 
     def write_meta(self, meta: dict) -> None:
         write_atomic(self.path / "run.json", json.dumps(meta, indent=1) + "\n")
 
+    def problem(self) -> str | None:
+        """What makes this run unsafe to act on, if anything: a damaged run.json, or files another user could
+        have written. Such a run is listed with the problem, never resumed, paused or signalled."""
+        try:
+            st = os.lstat(self.path)
+            meta_st = os.lstat(self.path / "run.json")
+        except OSError as exc:
+            return f"run.json cannot be read: {exc.strerror}"
+        if st.st_uid != os.getuid() or meta_st.st_uid != os.getuid():
+            return "another user's run: lftop only reads it"
+        if (st.st_mode | meta_st.st_mode) & 0o022 or not stat.S_ISREG(meta_st.st_mode):
+            return "the run directory or run.json is writable by other users (or not a plain file): not trusted"
+        meta = self.meta()
+        if not meta:
+            return "run.json is damaged (not a JSON object)"
+        for key, kinds in _META.items():
+            if key in meta and not isinstance(meta[key], kinds):
+                return f"run.json is damaged: {key} is {type(meta[key]).__name__}, not {kinds[0].__name__}"
+        if not isinstance(meta.get("command"), list) or not all(isinstance(a, str) for a in meta["command"]):
+            return "run.json is damaged: command is not a list of strings"
+        return None
+
     def process_ref(self) -> ProcessRef | None:
         """The recorded supervisor (pid and create time), once the run has been started."""
         meta = self.meta()
-        return ProcessRef(meta["pid"], meta["create_time"]) if "pid" in meta else None
+        pid, created = meta.get("pid"), meta.get("create_time")
+        if type(pid) is not int or pid <= 0 or not isinstance(created, (int, float)) or isinstance(created, bool):
+            return None
+        return ProcessRef(pid, float(created))
 
-    def state(self) -> str:
+    def recorded_state(self) -> RunState | None:
+        """The state file's word; None before the first one is written (or when it is not a state)."""
         try:
-            return (self.path / "state").read_text().strip() or "starting"
+            word = (self.path / "state").read_bytes().decode("utf-8", "replace").strip()
         except OSError:
-            return "starting"
+            return None
+        return RunState.parse(word)
 
-    def set_state(self, state: str) -> None:
-        write_atomic(self.path / "state", state + "\n")
+    def set_state(self, state: RunState) -> None:
+        write_atomic(self.path / "state", f"{state}\n")
 
     def control(self) -> str:
         try:
-            return (self.path / "control").read_text().strip()
+            return (self.path / "control").read_bytes().decode("utf-8", "replace").strip()
         except OSError:
             return ""
 
@@ -80,35 +135,77 @@ class RunDir:
 
     def event(self, name: str, **fields) -> None:
         line = json.dumps({"time": time.time(), "event": name, "by": "lftop", "pid": os.getpid(), **fields})
-        with open(self.events_file, "a") as f:
-            f.write(line + "\n")
+        fd = open_private(self.events_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        try:
+            os.write(fd, (line + "\n").encode())
+        finally:
+            os.close(fd)
 
     def events(self) -> list[dict]:
+        """The events that are JSON objects; other lines (damaged, truncated) are skipped."""
         found = []
         try:
-            lines = self.events_file.read_text(errors="replace").splitlines()
+            lines = self.events_file.read_bytes().decode("utf-8", "replace").splitlines()
         except OSError:
             return found
         for line in lines:
             try:
-                found.append(json.loads(line))
+                event = json.loads(line)
             except ValueError:
                 continue
+            if isinstance(event, dict):
+                found.append(event)
         return found
+
+    def open_log(self) -> IO[bytes]:
+        """training.log for appending (a child's stdout and stderr)."""
+        return os.fdopen(open_private(self.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT), "ab")
 
     @contextmanager
     def lock(self) -> Iterator[None]:
-        """Exclusive, non-blocking: two lftops cannot resume or stop the same run at once."""
-        with open(self.path / ".lock", "w") as f:
+        """Exclusive, non-blocking: two lftops cannot launch, resume or stop the same run at once."""
+        fd = open_private(self.path / ".lock", os.O_RDWR | os.O_CREAT)
+        try:
             try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 raise RunLocked(f"{self.id}: another lftop is acting on this run") from None
             yield
+        finally:
+            os.close(fd)
 
 
 def runs_root(home: Path) -> Path:
     return home / "runs"
+
+
+@contextmanager
+def home_lock(home: Path) -> Iterator[None]:
+    """Held while a run is created or restarted, so two lftops never start two runs into one output_dir."""
+    make_private_dir(runs_root(home))
+    fd = open_private(runs_root(home) / ".launch.lock", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def create(home: Path, name: str) -> RunDir:
+    """A new, empty, private run directory named `name-<time>` (with a counter when that exists)."""
+    make_private_dir(runs_root(home))
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    run_id, n = f"{name}-{stamp}", 1
+    while True:
+        try:
+            (runs_root(home) / run_id).mkdir(mode=0o700)
+            break
+        except FileExistsError:
+            n += 1
+            run_id = f"{name}-{stamp}-{n}"
+    path = runs_root(home) / run_id
+    os.chmod(path, 0o700)
+    return RunDir(path)
 
 
 def all_runs(home: Path) -> list[RunDir]:
@@ -124,6 +221,8 @@ class RunNotFound(Exception):
 
 def find(home: Path, ref: str) -> RunDir:
     """A run by its id or an unambiguous prefix of it."""
+    if not ref:
+        raise RunNotFound("no run named: give a run id (lftop ls lists them)")
     runs = all_runs(home)
     exact = [r for r in runs if r.id == ref]
     if exact:

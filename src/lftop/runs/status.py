@@ -1,4 +1,4 @@
-"""A run's state as any lftop sees it: derived from its directory and the live process table."""
+"""A run's state as any lftop sees it: derived from its directory, its engine and the live process table."""
 
 from __future__ import annotations
 
@@ -7,15 +7,17 @@ from pathlib import Path
 
 from lftop.logs.follower import last_lines
 from lftop.logs.jsonl import tail_progress
-from lftop.runs import checkpoints
+from lftop.runs import checkpoints, engines
+from lftop.runs.engines import Live, Node
 from lftop.runs.process import ProcessRef
-from lftop.runs.rundir import ACTIVE, RunDir
+from lftop.runs.rundir import RunDir
+from lftop.runs.state import FINAL, RunState, shown
 
 
 @dataclass(frozen=True)
 class RunStatus:
     id: str
-    state: str
+    state: RunState
     alive: bool
     process: ProcessRef | None
     step: int | None
@@ -30,14 +32,19 @@ class RunStatus:
     profile: str
     failure: dict | None = None
     log_tail: list[str] = field(default_factory=list)
+    engine: str = "local"
+    job: str | None = None
+    nodes: tuple[Node, ...] = ()
+    detail: str | None = None
 
     def to_dict(self) -> dict:
         return {
-            "run": self.id, "state": self.state, "step": self.step, "total_steps": self.total_steps, "loss": self.loss,
-            "checkpoints": self.checkpoints, "pid": self.process.pid if self.process else None,
+            "run": self.id, "state": str(self.state), "step": self.step, "total_steps": self.total_steps,
+            "loss": self.loss, "checkpoints": self.checkpoints, "pid": self.process.pid if self.process else None,
             "alive": self.alive, "output_dir": self.output_dir, "log": self.log, "gpus": self.gpus,
             "nproc": self.nproc, "created": self.created, "profile": self.profile, "failure": self.failure,
-            "log_tail": self.log_tail,
+            "log_tail": self.log_tail, "engine": self.engine, "job": self.job, "detail": self.detail,
+            "nodes": [{"name": n.name, "gpus": list(n.gpus)} for n in self.nodes],
         }
 
 
@@ -47,27 +54,34 @@ def _log_tail(path: Path, count: int = 10) -> list[str]:
     return [seg for line in lines for seg in line.split("\r") if seg.strip()][-count:]
 
 
+def _settled(run: RunDir, engine: engines.Engine) -> tuple[RunState, Live]:
+    """The state to show and what the engine sees, read so that no ending between the two reads is missed:
+    a run that writes its final state and then exits is read as alive-and-final, then gone-and-final."""
+    recorded = run.recorded_state() or RunState.STARTING
+    live = engine.live(run)
+    if not live.alive and recorded not in FINAL:
+        recorded = run.recorded_state() or RunState.STARTING  # it may have finished between the two reads
+    started = live.process is not None or live.job is not None
+    return shown(recorded, live.alive, run.control() == "pause", started), live
+
+
 def status(run: RunDir) -> RunStatus:
     meta = run.meta()
-    ref = run.process_ref()
-    alive = ref.alive() if ref else False
-    state = run.state()
-    if alive and state not in ACTIVE:
-        alive = ref.alive()  # it may have ended between the two reads: `stop` writes its state once the tree is gone
-    if state in ACTIVE and not alive:
-        state = run.state()  # it may have finished between the two reads
-        if state in ACTIVE:
-            state = "starting" if ref is None else "lost"
-    elif (state == "running" and run.control() == "pause") or (state == "paused" and alive):
-        state = "pausing"  # paused means no process is left holding the GPUs
-    output_dir = Path(meta.get("output_dir", ""))
+    engine = engines.get(meta.get("engine"))
+    state, live = _settled(run, engine)
+    output_dir = Path(str(meta.get("output_dir") or run.path / "output"))
     progress = tail_progress(output_dir / "trainer_log.jsonl")
-    failure = next((e for e in reversed(run.events()) if e.get("event") == "failed"), None) if state == "failed" else None
+    failure = next((e for e in reversed(run.events()) if e.get("event") == "failed"), None) \
+        if state == RunState.FAILED else None
+    nproc = meta.get("nproc")
     return RunStatus(
-        id=run.id, state=state, alive=alive, process=ref,
+        id=run.id, state=state, alive=live.alive, process=live.process,
         step=progress.step, total_steps=progress.total, loss=progress.loss,
         checkpoints=[step for step, _ in checkpoints.complete(output_dir)],
-        output_dir=str(output_dir), log=str(run.log), gpus=meta.get("gpus"), nproc=meta.get("nproc", 1),
-        created=meta.get("created"), profile=meta.get("profile", ""), failure=failure,
-        log_tail=_log_tail(run.log) if state in ("lost", "failed") else [],
+        output_dir=str(output_dir), log=str(run.log), gpus=meta.get("gpus") if isinstance(meta.get("gpus"), str) else None,
+        nproc=nproc if type(nproc) is int and nproc > 0 else 1,
+        created=meta.get("created") if isinstance(meta.get("created"), (int, float)) else None,
+        profile=str(meta.get("profile", "")), failure=failure,
+        log_tail=_log_tail(run.log) if state in (RunState.LOST, RunState.FAILED) else [],
+        engine=engine.name, job=live.job, nodes=live.nodes, detail=live.detail,
     )

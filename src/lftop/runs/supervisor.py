@@ -1,29 +1,49 @@
-"""The detached parent of a run: starts the training command, waits, and records how it ended.
+"""The detached parent of a local run: starts the training command, waits, and records how it ended.
 
-Started by the launcher as `python -m lftop.runs.supervisor RUN_DIR` in a new session, with stdout and
+Started by the local engine as `python -m lftop.runs.supervisor RUN_DIR` in a new session, with stdout and
 stderr already appended to training.log. It survives the launching lftop, the SSH link and tmux.
+Each ending is written as its event first, then its state, so a reader that sees the state finds the event.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
-from lftop.runs.launcher import _free_port
-from lftop.runs.rundir import FINAL, RunDir
 from lftop.logs.failures import classify_exit
+from lftop.runs.rundir import RunDir
+from lftop.runs.state import FINAL, RunState
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _fail(run: RunDir, kind: str, message: str, rc: int | None = None) -> None:
+    run.event("failed", kind=kind, rc=rc, message=message)
+    run.set_state(RunState.FAILED)
 
 
 def main(run_dir: str) -> int:
     run = RunDir(Path(run_dir))
     meta = run.meta()
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    port = str(_free_port())
-    command = [part.replace("{port}", port) for part in meta["command"]]
-    child = subprocess.Popen(command, env={**os.environ, **meta["env"]}, stdin=subprocess.DEVNULL)
+    port = str(free_port())
+    command = [port if part == "{port}" else part for part in meta["command"]]
+    try:
+        child = subprocess.Popen(command, env={**os.environ, **meta["env"]}, stdin=subprocess.DEVNULL,
+                                 cwd=meta.get("cwd") or None)
+    except OSError as exc:  # a missing interpreter, a working directory removed since the launch
+        where = exc.filename or command[0]
+        _fail(run, "start", f"cannot start {command[0]}: {exc.strerror} ({where})")
+        run.event("exited", rc=None)
+        return 0
 
     def forward(signum, _frame):
         run.request("stop")
@@ -32,16 +52,17 @@ def main(run_dir: str) -> int:
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
     rc = child.wait()
-    state = run.state()
+    state = run.recorded_state()
     if run.control() == "stop":
-        run.set_state("stopped")
+        if state not in FINAL:
+            run.event("stopped", rc=rc)
+            run.set_state(RunState.STOPPED)
     elif rc == 0 and state not in FINAL:
-        run.set_state("completed")
         run.event("completed", rc=rc)
-    elif rc != 0 and state != "failed":
+        run.set_state(RunState.COMPLETED)
+    elif rc != 0 and state != RunState.FAILED:
         kind, message = classify_exit(rc, run.log)
-        run.set_state("failed")
-        run.event("failed", kind=kind, rc=rc, message=message)
+        _fail(run, kind, message, rc)
     run.event("exited", rc=rc)
     return 0
 

@@ -18,8 +18,9 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Input, Static
 
+from lftop.runs.state import ENDED, RunState
 from lftop.tui import settings
-from lftop.tui.messages import ActionDone, Curves, GpuSampled, LogPolled, RunsPolled
+from lftop.tui.messages import ActionDone, Curves, FixFound, GpuSampled, Launched, LogPolled, RunsPolled
 from lftop.tui.themes import load_themes
 from lftop.tui.widgets import CurvePanel, GpuPanel, LogTail, RunsTable
 
@@ -28,8 +29,8 @@ if TYPE_CHECKING:
     from lftop.tui.feeds import GpuFeed, RunsFeed
 
 # What the first frame does not need is imported when it is: the feeds after the first frame, the
-# screens when one opens, the launcher in the worker that acts (see benchmarks/tui_cost.py).
-ENDED = ("completed", "failed", "lost", "paused", "stopped")
+# screens when one opens, lftop.ops in the worker that acts (see benchmarks/tui_cost.py).
+# Workers never write the app's or a widget's state: they post a message, and its handler (main thread) does.
 
 MIN_SIZE = (80, 24)
 
@@ -159,8 +160,6 @@ class LftopApp(App):
         self.gpu_panel.show(message.sample)
 
     def on_runs_polled(self, message: RunsPolled) -> None:
-        from lftop.runs.rundir import ACTIVE
-
         if self._dashboard_gone():
             return
         self.runs = message.runs
@@ -174,17 +173,17 @@ class LftopApp(App):
         for run in self.runs:
             before = self._states.get(run.id)
             self._states[run.id] = run.state
-            if before in ACTIVE and run.state in ENDED:
+            if before is not None and before not in ENDED and run.state in ENDED:
                 self._announce(run)
 
     def _announce(self, run: RunStatus) -> None:
-        if run.state == "paused":
+        if run.state == RunState.PAUSED:
             self.notify(f"{run.id} paused at checkpoint-{run.checkpoints[-1] if run.checkpoints else '?'}")
             return
-        if run.state == "stopped":
+        if run.state == RunState.STOPPED:
             return
         self.bell()
-        if run.state == "completed":
+        if run.state == RunState.COMPLETED:
             self.notify(f"{run.id} completed", title="Run finished")
         elif run.failure and run.failure.get("kind") == "oom":
             self.notify(f"{run.id} ran out of GPU memory: {run.failure.get('message', '')}", title="OOM",
@@ -212,6 +211,14 @@ class LftopApp(App):
             self.screen.update(message.curves, message.lines)
 
     def on_action_done(self, message: ActionDone) -> None:
+        self.notify(message.text, severity=message.severity)
+
+    def on_launched(self, message: Launched) -> None:
+        self._select = message.run
+        self.notify(message.text)
+
+    def on_fix_found(self, message: FixFound) -> None:
+        self.fixes[message.run] = message.fix
         self.notify(message.text, severity=message.severity)
 
     def on_data_table_row_highlighted(self, event: RunsTable.RowHighlighted) -> None:
@@ -253,14 +260,14 @@ class LftopApp(App):
     def action_pause(self) -> None:
         if (run := self._target()) is None:
             return
-        if run.state != "running":
+        if run.state != RunState.RUNNING:
             return self._refuse(f"{run.id} is {run.state}: only a running run can pause")
         self.control("pause", run.id)
 
     def action_resume(self) -> None:
         if (run := self._target()) is None:
             return
-        if run.alive or run.state in ("completed",):
+        if run.alive or run.state == RunState.COMPLETED:
             return self._refuse(f"{run.id} is {run.state}: nothing to resume")
         if not run.checkpoints:
             return self._refuse(f"{run.id} has no complete checkpoint to resume from")
@@ -283,63 +290,49 @@ class LftopApp(App):
             return self._refuse("no OOM fix to apply: f relaunches a run that ran out of memory")
         self.control("fix", run.id)
 
-    @work(thread=True, group="control")
     def control(self, verb: str, run_id: str) -> None:
-        """Pause, resume, stop or fix-and-resume in a worker thread: all of them touch disk and processes."""
-        from lftop.runs import launcher
-        from lftop.runs.process import wait_gone
+        """Pause, resume, stop or fix-and-resume `run_id` in a worker (they touch disk and processes)."""
+        fix = self.fixes.pop(run_id, None) if verb == "fix" else None
+        self._act(verb, run_id, fix)
+
+    @work(thread=True, group="control")
+    def _act(self, verb: str, run_id: str, fix=None) -> None:
+        from lftop import ops
         from lftop.runs.rundir import RunDir, RunLocked
-        from lftop.runs.status import status
 
         run = RunDir(self.home / "runs" / run_id)
         try:
             if verb == "pause":
-                launcher.pause(run)
+                ops.pause(run)
                 text = f"{run_id}: pause requested, a checkpoint is saved at the next step"
             elif verb == "resume":
-                _, step = launcher.resume(run, self.home)
+                _, step = ops.resume(run, self.home)
                 text = f"{run_id}: resumed from step {step}"
             elif verb == "fix":
-                current = status(run)
-                if current.process is not None:
-                    wait_gone(current.process, 30)  # a failed run may take a moment to exit
-                fix = self.fixes.pop(run_id)
-                _, step = launcher.resume(run, self.home, overrides=fix.set)
+                ops.wait_settled(run, 30)  # a failed run may take a moment to exit
+                _, step = ops.resume(run, self.home, overrides=fix.set)
                 text = f"{run_id}: resumed from step {step} with " + ", ".join(f"{k}={v}" for k, v in fix.set.items())
             else:
-                count = launcher.stop(run)
+                count = ops.stop(run)
                 text = f"{run_id}: stopped ({count} processes)"
             self.post_message(ActionDone(text))
-        except (launcher.LaunchRefused, RunLocked) as exc:
+        except (ops.Refused, RunLocked) as exc:
             self.post_message(ActionDone(str(exc), "warning"))
         except Exception as exc:  # the app outlives a failed action; the message says what went wrong
             self.post_message(ActionDone(f"{verb} {run_id} failed: {type(exc).__name__}: {exc}", "error"))
 
     @work(thread=True, group="control")
     def suggest_fix(self, run: RunStatus) -> None:
-        from lftop.estimate.advice import advise
-        from lftop.estimate.arch import UnknownModel
+        """After an OOM: ask ops for the fix, and post it (the main thread keeps it for the fix key)."""
+        from lftop import ops
         from lftop.runs.rundir import RunDir
 
-        meta = RunDir(self.home / "runs" / run.id).meta()
-        sample = self.gpu_panel.sample
-        capacity = None
-        if sample and sample.gpus.devices:
-            free = [d.mem_total for d in sample.gpus.devices if d.mem_total]
-            capacity = min(free) / (1 << 30) if free else None
-        try:  # every suggestion, cheapest first: the run proved that the current setting does not fit
-            report = advise(meta["args"], meta.get("nproc", 1), capacity_gib=0.0)
-        except (UnknownModel, KeyError) as exc:
-            self.post_message(ActionDone(f"no fix to suggest: {exc}", "warning"))
+        try:
+            fix = ops.oom_fix(RunDir(self.home / "runs" / run.id))
+        except ops.Refused as exc:
+            self.post_message(ActionDone(str(exc), "warning"))
             return
-        fitting = [s for s in report.suggestions if capacity and s.per_gpu_gib <= 0.92 * capacity]
-        choice = (fitting or report.suggestions or [None])[0]
-        if choice is None:
-            return
-        self.fixes[run.id] = choice
-        setting = ", ".join(f"{k}={v}" for k, v in choice.set.items())
-        self.post_message(ActionDone(f"{run.id}: press f to resume from the last checkpoint with {setting} "
-                                     f"({choice.per_gpu_gib:.1f} GiB predicted)", "warning"))
+        self.post_message(FixFound(run.id, fix))
 
     def action_launch(self) -> None:
         if not self._can_control():
@@ -348,19 +341,19 @@ class LftopApp(App):
 
         self.push_screen(LaunchScreen(self.home), self._launch_chosen)
 
-    def _launch_chosen(self, profile) -> None:
-        if profile is not None:
-            self.launch_profile(profile)
+    def _launch_chosen(self, plan) -> None:
+        if plan is not None:
+            self.launch_plan(plan)
 
     @work(thread=True, group="control")
-    def launch_profile(self, profile) -> None:
-        from lftop.runs import launcher
+    def launch_plan(self, plan) -> None:
+        """Launch on the placement the launch screen estimated (it already asked about an OOM verdict)."""
+        from lftop import ops
 
         try:
-            run = launcher.launch(profile, self.home, force=False)
-            self._select = run.id
-            self.post_message(ActionDone(f"launched {run.id}"))
-        except launcher.LaunchRefused as exc:
+            run = ops.launch(plan, self.home, accept_oom=True)
+            self.post_message(Launched(run.id))
+        except ops.Refused as exc:
             self.post_message(ActionDone(str(exc), "error"))
         except Exception as exc:  # e.g. no GPU readable to pick from: say so, keep the app
             self.post_message(ActionDone(f"launch failed: {type(exc).__name__}: {exc}", "error"))

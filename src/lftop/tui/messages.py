@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-
 from typing import TYPE_CHECKING
 
 from textual.message import Message
 
 if TYPE_CHECKING:
+    from lftop.estimate.advice import Suggestion
     from lftop.gpu.sampler import Sample
     from lftop.runs.status import RunStatus
 
@@ -52,3 +52,21 @@ class ActionDone(Message):
     def __init__(self, text: str, severity: str = "information") -> None:
         super().__init__()
         self.text, self.severity = text, severity
+
+
+class Launched(ActionDone):
+    """A run was launched from the app: the runs table selects it when it appears."""
+
+    def __init__(self, run: str) -> None:
+        super().__init__(f"launched {run}")
+        self.run = run
+
+
+class FixFound(ActionDone):
+    """After an OOM, the change lftop would apply with the fix key."""
+
+    def __init__(self, run: str, fix: Suggestion) -> None:
+        setting = ", ".join(f"{k}={v}" for k, v in fix.set.items())
+        super().__init__(f"{run}: press f to resume from the last checkpoint with {setting} "
+                         f"({fix.per_gpu_gib:.1f} GiB predicted)", "warning")
+        self.run, self.fix = run, fix

@@ -8,12 +8,13 @@ from typing import TYPE_CHECKING
 from rich.text import Text
 
 from lftop.gpu.ring import Rings
+from lftop.runs.state import RunState
+from lftop.units import GIB
 
 if TYPE_CHECKING:
     from lftop.gpu.sampler import Sample
     from lftop.tui.messages import Curves
 
-GIB = 1 << 30
 BARS = "▁▂▃▄▅▆▇█"
 
 
@@ -163,6 +164,7 @@ def progress(step: int | None, total: int | None, width: int = 10) -> Text:
 
 
 STATE_STYLE = {
-    "running": "bold green", "starting": "cyan", "pausing": "yellow", "paused": "yellow",
-    "completed": "blue", "failed": "bold red", "lost": "bold red", "stopped": "dim",
+    RunState.RUNNING: "bold green", RunState.STARTING: "cyan", RunState.PAUSING: "yellow", RunState.PAUSED: "yellow",
+    RunState.STOPPING: "dim", RunState.FINISHING: "blue", RunState.COMPLETED: "blue", RunState.FAILED: "bold red",
+    RunState.LOST: "bold red", RunState.STOPPED: "dim",
 }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import work
@@ -15,6 +16,9 @@ from textual.widgets import Footer, OptionList, Static
 
 from lftop.profiles import Profile, ProfileError, convert, load
 from lftop.tui.messages import Curves
+
+if TYPE_CHECKING:
+    from lftop.ops import Plan
 from lftop.tui.widgets import CurvePanel, LogTail
 
 
@@ -86,8 +90,10 @@ def profile_dirs(home: Path) -> list[Path]:
     return [d for d in (Path.cwd() / "profiles", home / "profiles", paths.shipped("profiles")) if d.is_dir()]
 
 
-class LaunchScreen(ModalScreen[Profile | None]):
-    """Pick a profile, see its arguments and memory estimate, apply suggestions, launch."""
+class LaunchScreen(ModalScreen["Plan | None"]):
+    """Pick a profile, see its arguments and memory estimate on the GPUs it would get, apply suggestions, launch.
+
+    Dismissed with the plan it showed, so the run gets exactly the GPUs that were estimated."""
 
     BINDINGS = [
         Binding("escape", "dismiss_none", "Back", id="launch.back"),
@@ -101,7 +107,7 @@ class LaunchScreen(ModalScreen[Profile | None]):
         self.paths = sorted({p.resolve() for d in profile_dirs(home) for p in d.glob("*.toml")}, key=lambda p: p.name)
         self.profile: Profile | None = None
         self.overrides: dict = {}
-        self.report = None
+        self.plan: Plan | None = None
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="launch"):
@@ -117,21 +123,18 @@ class LaunchScreen(ModalScreen[Profile | None]):
 
     def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
         self.overrides = {}
-        self.evaluate(self.paths[event.option_index])
+        self.evaluate(self.paths[event.option_index], {})
 
     @work(thread=True, exclusive=True, group="estimate")
-    def evaluate(self, path: Path) -> None:
-        """Load, validate and estimate off the event loop (reads files, config.json and NVML)."""
-        from lftop.estimate.advice import describe
-        from lftop.estimate.arch import UnknownModel
-        from lftop.estimate.plan import plan
+    def evaluate(self, path: Path, overrides: dict) -> None:
+        """Load, validate, place and estimate off the event loop (reads files, config.json and NVML)."""
+        from lftop import ops
 
         text = Text()
-        report = None
         try:
             profile = load(path)
-            if self.overrides:
-                profile = replace(profile, train={**profile.train, **self.overrides})
+            if overrides:
+                profile = replace(profile, train={**profile.train, **overrides})
         except ProfileError as exc:
             text.append("\n".join(str(p) for p in exc.problems), style="bold red")
             self.app.call_from_thread(self._show, None, None, text)
@@ -145,52 +148,63 @@ class LaunchScreen(ModalScreen[Profile | None]):
         if profile.abstract:
             self.app.call_from_thread(self._show, profile, None, text)
             return
+        plan = None
         try:
-            result = plan(profile)
-            report = result.report
-            if report is None:
-                text.append(f"estimate: {result.note}\n", style="dim")
-            else:
-                style = {"fits": "green", "tight": "yellow", "oom": "bold red"}.get(report.verdict or "", "")
-                lines = describe(report)
-                text.append(lines[0] + "\n")
-                text.append(lines[1] + "\n", style=style)
-                for line in lines[2:]:
-                    if line.lstrip().startswith("try "):
-                        continue
-                    text.append(line + "\n", style="dim")
-                for i, s in enumerate(report.suggestions[:9], 1):
-                    setting = ", ".join(f"{k}={v}" for k, v in s.set.items())
-                    text.append(f" [{i}] {setting}: {s.per_gpu_gib:.1f} GiB  ", style="bold")
-                    text.append(f"{s.why}\n", style="dim")
-        except UnknownModel as exc:
-            text.append(f"estimate: {exc}\n", style="yellow")
+            plan = ops.plan(profile)
+            _describe(plan, text)
         except Exception as exc:  # a surprising profile must not take the app down
             text.append(f"estimate failed: {type(exc).__name__}: {exc}\n", style="yellow")
         text.append("\n" + convert.to_yaml(profile.args()), style="dim")
-        self.app.call_from_thread(self._show, profile, report, text)
+        self.app.call_from_thread(self._show, profile, plan, text)
 
-    def _show(self, profile: Profile | None, report, text: Text) -> None:
-        self.profile, self.report = profile, report
+    def _show(self, profile: Profile | None, plan: Plan | None, text: Text) -> None:
+        self.profile, self.plan = profile, plan
         self.query_one("#detail", Static).update(text)
 
     def action_apply(self, index: int) -> None:
-        if self.report is None or index > len(self.report.suggestions) or self.profile is None:
+        report = self.plan.report if self.plan else None
+        if report is None or index > len(report.suggestions) or self.profile is None:
             self.notify("no such suggestion", severity="warning")
             return
-        self.overrides = {**self.overrides, **self.report.suggestions[index - 1].set}
-        self.evaluate(self.profile.path)
+        self.overrides = {**self.overrides, **report.suggestions[index - 1].set}
+        self.evaluate(self.profile.path, dict(self.overrides))
 
     def action_launch(self) -> None:
-        if self.profile is None or self.profile.abstract:
+        if self.profile is None or self.profile.abstract or self.plan is None:
             self.notify("choose a valid profile first", severity="warning")
             return
-        if self.report is not None and self.report.verdict == "oom":
+        plan = self.plan
+        if plan.verdict == "oom":
             question = (f"{self.profile.name} is predicted to run out of memory "
-                        f"({self.report.per_gpu_gib:.1f} GiB > {self.report.capacity_gib:.1f} GiB). Launch anyway?")
-            self.app.push_screen(ConfirmScreen(question), lambda yes: self.dismiss(self.profile) if yes else None)
+                        f"({plan.report.per_gpu_gib:.1f} GiB > {plan.report.capacity_gib:.1f} GiB). Launch anyway?")
+            self.app.push_screen(ConfirmScreen(question), lambda yes: self.dismiss(plan) if yes else None)
             return
-        self.dismiss(self.profile)
+        self.dismiss(plan)
 
     def action_dismiss_none(self) -> None:
         self.dismiss(None)
+
+
+def _describe(plan: Plan, text: Text) -> None:
+    """The plan's estimate: where, the verdict, the breakdown and numbered suggestions."""
+    report = plan.report
+    if plan.placement is not None and plan.placement.cuda_visible_devices:
+        text.append(f"GPUs {plan.placement.cuda_visible_devices}, {plan.placement.nproc} rank(s)\n", style="dim")
+    if report is None:
+        text.append(f"estimate: {plan.problem or plan.note}\n", style="yellow" if plan.problem else "dim")
+        return
+    est = report.estimate
+    text.append(f"model {report.arch.name or '?'} ({est.params / 1e9:.2f}B params, "
+                f"{est.trainable_params / 1e6:.1f}M trainable) from {report.arch.source}\n")
+    style = {"fits": "green", "tight": "yellow", "oom": "bold red"}.get(report.verdict or "", "")
+    verdict = f" of {report.capacity_gib:.1f} GiB free: {report.verdict.upper()}" if report.capacity_gib else ""
+    text.append(f"predicted peak per GPU: {report.per_gpu_gib:.1f} GiB{verdict}\n", style=style)
+    for part, gib in est.breakdown.items():
+        if gib >= 0.005:
+            text.append(f"  {part:<16} {gib:7.2f} GiB\n", style="dim")
+    if plan.note:
+        text.append(f"{plan.note}\n", style="dim")
+    for i, s in enumerate(report.suggestions[:9], 1):
+        setting = ", ".join(f"{k}={v}" for k, v in s.set.items())
+        text.append(f" [{i}] {setting}: {s.per_gpu_gib:.1f} GiB  ", style="bold")
+        text.append(f"{s.why}\n", style="dim")

@@ -1,0 +1,12 @@
+"""What lftop does, headless: plan a launch (GPUs chosen once, then the estimate on exactly those), launch,
+pause, resume, stop, and the OOM-fix policy. The CLI and the app both call this; they only render its results.
+
+Every refusal is a `Refused` whose message says why and what to do instead.
+"""
+
+from lftop.ops.actions import PredictedOOM, Refused, launch, pause, resume, stop, wait_settled
+from lftop.ops.fixes import oom_fix
+from lftop.ops.plan import Placement, Plan, place, plan
+
+__all__ = ["Placement", "Plan", "PredictedOOM", "Refused", "launch", "oom_fix", "pause", "place", "plan", "resume", "stop",
+           "wait_settled"]
