@@ -40,6 +40,7 @@ class Report:
             "trainable_params": self.estimate.trainable_params, "gpus": self.gpus,
             "per_gpu_gib": round(self.per_gpu_gib, 2),
             "breakdown": {k: round(v, 3) for k, v in self.estimate.breakdown.items()},
+            "notes": list(self.estimate.notes),
             "capacity_gib": None if self.capacity_gib is None else round(self.capacity_gib, 2),
             "verdict": self.verdict,
             "suggestions": [{"set": s.set, "per_gpu_gib": round(s.per_gpu_gib, 2), "why": s.why} for s in self.suggestions],
@@ -100,7 +101,8 @@ def describe(report: Report) -> list[str]:
              f"{report.estimate.trainable_params / 1e6:.1f}M trainable) from {report.arch.source}",
              f"predicted peak per GPU: {report.per_gpu_gib:.1f} GiB" +
              (f" of {report.capacity_gib:.1f} GiB free: {report.verdict.upper()}" if report.capacity_gib else "")]
-    lines += [f"  {part:<16} {gib:7.2f} GiB" for part, gib in report.estimate.breakdown.items() if gib >= 0.005]
+    lines += [f"  {part:<18} {gib:7.2f} GiB" for part, gib in report.estimate.breakdown.items() if gib >= 0.005]
+    lines += [f"  assumes {note}" for note in report.estimate.notes]
     for s in report.suggestions:
         mark = "fits" if report.capacity_gib and s.per_gpu_gib <= TIGHT * report.capacity_gib else "still over"
         setting = ", ".join(f"{k} = {v!r}" for k, v in s.set.items())
