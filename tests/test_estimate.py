@@ -10,6 +10,12 @@ LLAMA3_8B = {"model_name_or_path": "meta-llama/Llama-3.1-8B-Instruct", "finetuni
              "per_device_train_batch_size": 2, "cutoff_len": 2048}
 
 
+@pytest.fixture(autouse=True)
+def private_home(tmp_path, monkeypatch):
+    """Estimates here are the raw model: no finished runs of the developer's own home calibrate them."""
+    monkeypatch.setenv("LFTOP_HOME", str(tmp_path / "home"))
+
+
 def parts(args: dict, gpus: int = 1) -> dict:
     return estimate(arch_mod.load(args["model_name_or_path"]), setup_from_args(args, gpus)).breakdown
 

@@ -11,6 +11,12 @@ QWEN = {"model_name_or_path": "Qwen/Qwen2.5-7B-Instruct", "finetuning_type": "lo
 GIB = 1 << 30
 
 
+@pytest.fixture(autouse=True)
+def private_home(tmp_path, monkeypatch):
+    """Estimates here are the raw model: no finished runs of the developer's own home calibrate them."""
+    monkeypatch.setenv("LFTOP_HOME", str(tmp_path / "home"))
+
+
 def parts(args: dict, gpus: int = 1) -> dict:
     return estimate(arch_mod.load(args["model_name_or_path"]), setup_from_args(args, gpus)).breakdown
 
