@@ -68,6 +68,7 @@ class Arch:
     tied: bool = False
     head_dim: int | None = None
     gated_mlp: bool = True  # SwiGLU: gate, up and down; False: up and down only (GPT-NeoX, Falcon, Phi-2)
+    layer_norm: bool = False  # LayerNorm in the compute dtype (GPT-NeoX, Falcon, Phi); False: Llama's fp32 RMSNorm
     experts: int = 1  # MoE experts per layer (1: dense)
     moe_intermediate: int | None = None
     shared_intermediate: int = 0
@@ -112,8 +113,8 @@ def _number(c: dict, keys: tuple[str, ...], what: str, default: object = None, l
     if value is None:
         raise UnknownModel(f"no {what} ({' / '.join(keys)}): not a transformer decoder the estimator knows "
                            "(state-space models such as Mamba have no attention heads)")
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or \
-            (isinstance(value, float) and not value.is_integer()):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+            (isinstance(value, float) and not value.is_integer()):  # NaN and inf are not integers either
         raise UnknownModel(f"{keys[0]} must be a whole number, not {value!r}")
     value = int(value)
     if value <= 0 or value > LIMITS.get(limit or what, 1 << 24):
@@ -125,6 +126,8 @@ def _ratio(value: object) -> float:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value <= 1
     return float(value) if ok else 1.0
 
+
+LAYER_NORM_TYPES = ("phi", "gpt_neox", "falcon", "gpt2", "bloom", "stablelm")
 
 # transformers' defaults for text configs that only list what differs (llava-hf's text_config)
 TEXT_DEFAULTS = {"llama": {"hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32,
@@ -195,7 +198,8 @@ def from_config(config: object, name: str = "", source: str = "config.json") -> 
         tied=bool(c.get("tie_word_embeddings", config.get("tie_word_embeddings",
                                                           model_type in ("gemma", "gemma2", "gemma3_text")))),
         head_dim=None if head_dim is None else _number({"head_dim": head_dim}, ("head_dim",), "head_dim"),
-        gated_mlp=model_type not in ("phi", "gpt_neox", "falcon", "gpt2", "bloom", "stablelm"),
+        gated_mlp=model_type not in LAYER_NORM_TYPES,
+        layer_norm=model_type in LAYER_NORM_TYPES,
         experts=experts,
         moe_intermediate=None if c.get("moe_intermediate_size") is None else
         _number(c, ("moe_intermediate_size",), "moe_intermediate"),
@@ -312,7 +316,8 @@ def from_table(name: str) -> Arch | None:
             h, l, a, kv, i, v, tied, hd, gated = TABLE[key]
             qwen_v1 = key.startswith("qwen-")
             family = key.rsplit("-", 1)[0]
-            return Arch(h, l, a, kv, i, v, tied, hd, gated, fp32_loss=not qwen_v1, family=family, name=key,
+            return Arch(h, l, a, kv, i, v, tied, hd, gated, layer_norm=not gated, fp32_loss=not qwen_v1, family=family,
+                        name=key,
                         source="built-in table")
     return None
 

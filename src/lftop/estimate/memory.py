@@ -174,7 +174,7 @@ def _lora_params(arch: Arch, s: Setup) -> int:
     """LoRA A and B matrices: rank x (in + out) for every targeted projection of every layer."""
     q_out, kv_out, h = arch.heads * arch.hd, arch.kv_heads * arch.hd, arch.hidden
     inter = arch.moe_intermediate or arch.intermediate
-    per_expert = arch.experts if arch.experts > 1 else 1
+    per_expert = max(1, arch.experts)
     shapes = {
         "q_proj": (h, q_out), "k_proj": (h, kv_out), "v_proj": (h, kv_out), "o_proj": (q_out, h),
         "gate_proj": (h, inter), "up_proj": (h, inter), "down_proj": (inter, h),
@@ -202,7 +202,9 @@ def _activation_bytes_per_token_layer(arch: Arch, s: Setup) -> float:
     h, q, kv = arch.hidden, arch.heads * arch.hd, arch.kv_heads * arch.hd
     inter = arch.moe_intermediate or arch.intermediate
     d = s.dtype_bytes
-    norms = 2 * h * (4 + 4 + d)  # two RMSNorms, computed in fp32: fp32 input, fp32 normalised, cast output
+    # Llama-style RMSNorm upcasts to fp32 and keeps the fp32 input, the fp32 normalised copy and the cast output;
+    # a fused LayerNorm (GPT-NeoX, Falcon, Phi) keeps only its input in the compute dtype (and per-row statistics)
+    norms = 2 * h * d if arch.layer_norm else 2 * h * (4 + 4 + d)
     attention = (q + 2 * kv) * d + h * d  # q, k, v after rotary (for attention backward); attention output
     mlp = (3 if arch.gated_mlp else 2) * inter * d  # gate and up outputs, activation output
     # down_proj's input is kept when its weight is trained, when a LoRA reads it, or when bitsandbytes'
