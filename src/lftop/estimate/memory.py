@@ -19,6 +19,7 @@ from lftop.estimate.arch import Arch, EstimateError
 
 GIB = 1 << 30
 CUDA_CONTEXT = 0.55 * GIB  # CUDA context, cuBLAS workspace and kernels: what nvidia-smi shows for an idle torch process
+DS_SUB_GROUP = 1e9  # DeepSpeed ZeRO-3 sub_group_size in LLaMA-Factory's and transformers' example configs
 ALLOCATOR_SLACK = 0.06  # reserved but unallocated share of the caching allocator at peak (fragmentation)
 
 # bytes of optimizer state per trainable parameter
@@ -297,7 +298,9 @@ def estimate(arch: Arch, s: Setup) -> Estimate:
     adapters = trainable if s.finetuning in ("lora", "oft") else 0
 
     # weights: frozen base in the compute dtype (or 8/4-bit on linear layers), trainable in fp32 for AMP
-    trainable_bytes = 2 if (s.pure_bf16 or zero == 3 or s.badam) else 4
+    # DeepSpeed casts the module to the 16-bit compute dtype (engine: module.bfloat16()) and keeps fp32 master
+    # weights in its optimizer instead of LLaMA-Factory's fp32 upcast of trainable parameters
+    trainable_bytes = 2 if (s.pure_bf16 or s.badam or (zero >= 1 and s.dtype_bytes == 2)) else 4
     if s.quant_bits in (4, 8) and s.finetuning in ("lora", "oft"):
         per_linear = 0.5 + 0.035 if s.quant_bits == 4 else 1.0 + 4 / 64  # NF4 + double-quantized absmax; int8 + row scales
         base = linear * per_linear + other * s.dtype_bytes
@@ -331,6 +334,12 @@ def estimate(arch: Arch, s: Setup) -> Estimate:
     if world > 1 and zero == 0:
         gradients *= 2  # DDP's bucket copy of the gradients beside .grad
     adapter_weights_on_gpu = adapter_weights / world if zero == 3 else adapter_weights
+    fp32_grads = 0.0
+    if zero >= 1 and trainable_bytes == 2 and not s.pure_bf16 and not s.offload_optimizer:
+        # at the step DeepSpeed upcasts this rank's gradient partition to fp32 for the master weights;
+        # ZeRO-3 does it one sub-group at a time (sub_group_size: 1e9 parameters in LLaMA-Factory's configs)
+        partition = trainable / world
+        fp32_grads = 4 * (min(partition, DS_SUB_GROUP) if zero == 3 else partition)
 
     # activations: every sequence the stage sends through the model with gradients
     sequences, seq = _sequences(s)
@@ -365,6 +374,7 @@ def estimate(arch: Arch, s: Setup) -> Estimate:
         "adapters": adapter_weights_on_gpu,
         "gradients": gradients,
         "optimizer": states,
+        "fp32_grad_partition": fp32_grads,
         "activations": activations,
         "logits": logits,
         "dequant_buffer": dequant,
