@@ -78,3 +78,22 @@ def test_other_setups_gpus_and_ooms_do_not_calibrate(tmp_path):
     dpo = advise({**PROFILE, "stage": "dpo"}, 1, 80, home=tmp_path)
     assert dpo.calibration.runs == 1 and "calibration" in dpo.estimate.breakdown
     assert sum(dpo.estimate.breakdown.values()) == pytest.approx(dpo.per_gpu_gib)
+
+
+def test_a_peak_near_the_gpus_memory_is_flagged(tmp_path):
+    finished_run(tmp_path, "near", PROFILE, 76.5)
+    finished_run(tmp_path, "far", PROFILE, 60.0)
+    assert learned.measured_peak(tmp_path / "runs" / "near").near_capacity  # 76.5 of 80 GiB
+    assert not learned.measured_peak(tmp_path / "runs" / "far").near_capacity
+
+
+def test_a_home_that_cannot_be_written_still_gives_the_raw_estimate(tmp_path, monkeypatch):
+    finished_run(tmp_path, "a", PROFILE, 30.0)
+
+    def refuse(*args, **kwargs):
+        raise PermissionError("read-only home")
+
+    monkeypatch.setattr(learned, "record", refuse)
+    report = advise(PROFILE, 1, 80, home=tmp_path)
+    assert report.calibration is None
+    assert report.per_gpu_gib == pytest.approx(advise(PROFILE, 1, 80, calibrate=False).per_gpu_gib)

@@ -24,6 +24,7 @@ HISTORY = "calibration.jsonl"
 MEMORY_FILE = "memory.jsonl"  # written by lftop.worker
 KEEP = 10  # the most recent similar runs a correction uses
 MAX_LINE = 1 << 16
+NEAR_CAPACITY = 0.95
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,12 @@ class Peak:
     ranks: int
     versions: dict
     oom: bool = False
+    total_gib: float | None = None  # the GPU's memory, as torch reports it
+
+    @property
+    def near_capacity(self) -> bool:
+        """Reserved memory past NEAR_CAPACITY of the GPU: the longest batches may still be ahead."""
+        return bool(self.total_gib) and self.reserved_gib >= NEAR_CAPACITY * self.total_gib
 
     @property
     def smi_gib(self) -> float:
@@ -96,7 +103,7 @@ def _gib(value: object) -> float | None:
 def measured_peak(run_dir: Path) -> Peak | None:
     """The run's peak from RUN_DIR/memory.jsonl, or None when nothing (valid) was recorded."""
     allocated = reserved = 0.0
-    gpu, ranks, found, oom = "", set(), {}, False
+    gpu, ranks, found, oom, total = "", set(), {}, False, None
     for line in _lines(Path(run_dir) / MEMORY_FILE):
         a, r = _gib(line.get("allocated")), _gib(line.get("reserved"))
         if a is None or r is None:
@@ -105,11 +112,12 @@ def measured_peak(run_dir: Path) -> Peak | None:
         gpu = str(line.get("gpu") or gpu)[:100]
         ranks.add(line.get("rank") if isinstance(line.get("rank"), int) else 0)
         oom = oom or line.get("oom") is True
+        total = _gib(line.get("total")) or total
         if isinstance(line.get("versions"), dict):
             found = {str(k)[:40]: str(v)[:40] for k, v in line["versions"].items()}
     if not reserved:
         return None
-    return Peak(allocated, reserved, gpu, len(ranks), found, oom)
+    return Peak(allocated, reserved, gpu, len(ranks), found, oom, total)
 
 
 def record(home: Path, run_id: str, arch: Arch, s: Setup, predicted: Estimate, peak: Peak) -> dict:
@@ -187,6 +195,9 @@ def ingest(home: Path) -> int:
             setup = setup_from_args(args, peak.ranks, Path(str(meta.get("cwd") or ".")))
         except ValueError:  # EstimateError and UnknownModel: nothing to compare with
             continue
-        record(home, run_dir.name, model, setup, estimate(model, setup), peak)
+        try:
+            record(home, run_dir.name, model, setup, estimate(model, setup), peak)
+        except OSError:  # a home this user cannot write (another user's, read-only): estimate without learning
+            break
         added += 1
     return added
