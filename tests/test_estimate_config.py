@@ -43,6 +43,24 @@ def test_bad_config_json_is_a_named_problem_at_launch(tmp_path, config, message)
     assert str(path) in str(caught.value)
 
 
+@pytest.mark.parametrize("name", [None, "", "a\0b", "x" * 300, 5])
+def test_a_bad_model_name_is_a_named_problem(name):
+    with pytest.raises(arch_mod.UnknownModel):
+        advise({"model_name_or_path": name}, 1, 24) if name is not None else advise({}, 1, 24)
+
+
+def test_a_config_json_that_is_a_device_or_huge_is_not_read_whole(tmp_path):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").symlink_to("/dev/zero")
+    with pytest.raises(arch_mod.UnknownModel, match="not a known architecture"):
+        arch_mod.load(str(folder))  # not a regular file: never opened
+    (folder / "config.json").unlink()
+    (folder / "config.json").write_text('{"hidden_size": 64, "pad": "' + "x" * (2 << 20) + '"}')
+    with pytest.raises(arch_mod.UnknownModel, match="cannot read"):
+        arch_mod.load(str(folder))  # only its first MiB is read
+
+
 @pytest.mark.parametrize("args, key", [
     ({"per_device_train_batch_size": "x"}, "per_device_train_batch_size"),
     ({"cutoff_len": -5}, "cutoff_len"),

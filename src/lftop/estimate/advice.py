@@ -96,7 +96,7 @@ def advise(args: dict, gpus: int = 1, capacity_gib: float | None = None, base: P
     similar setup on this machine (GPU model `gpu` when given) correct the raw model; `calibrate=False`
     gives the raw model (`lftop estimate --no-calibration`).
     """
-    model = arch_mod.load(str(args["model_name_or_path"]))
+    model = arch_mod.load(args.get("model_name_or_path"))
     setup = setup_from_args(args, gpus, base)
     cal = None
     if calibrate:

@@ -325,19 +325,29 @@ def from_table(name: str) -> Arch | None:
 def _hf_cache(name: str) -> Path | None:
     hub = Path(os.environ.get("HF_HUB_CACHE") or Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "hub")
     snapshots = hub / f"models--{name.replace('/', '--')}" / "snapshots"
-    if not snapshots.is_dir():
+    try:
+        if not snapshots.is_dir():
+            return None
+        found = sorted(snapshots.glob("*/config.json"), key=lambda p: p.stat().st_mtime)
+    except OSError:  # a name too long for the filesystem, a dangling snapshot link
         return None
-    found = sorted(snapshots.glob("*/config.json"), key=lambda p: p.stat().st_mtime)
     return found[-1] if found else None
 
 
 def load(model_name_or_path: str) -> Arch:
     """Facts for a local model folder, a model in the Hugging Face cache, or a popular architecture."""
+    if not isinstance(model_name_or_path, str) or not model_name_or_path.strip() or "\0" in model_name_or_path:
+        raise UnknownModel(f"model_name_or_path must name a model, not {model_name_or_path!r}")
     local = Path(os.path.expanduser(model_name_or_path)) / "config.json"
     for path, source in ((local, "config.json"), (_hf_cache(model_name_or_path), "Hugging Face cache")):
-        if path is not None and path.is_file():
+        try:
+            found = path is not None and path.is_file()
+        except OSError:  # a name too long for the filesystem, a folder we may not read
+            found = False
+        if found:
             try:
-                text = path.read_bytes()[:1 << 20].decode()
+                with path.open("rb") as f:
+                    text = f.read(1 << 20).decode()  # a config.json is a few KB; never read a device whole
                 return from_config(json.loads(text), model_name_or_path, f"{source}: {path}")
             except (OSError, ValueError, RecursionError) as exc:  # UnknownModel is a ValueError too
                 raise UnknownModel(f"{path}: cannot read the architecture ({exc})") from None
