@@ -10,6 +10,12 @@ LLAMA3_8B = {"model_name_or_path": "meta-llama/Llama-3.1-8B-Instruct", "finetuni
              "per_device_train_batch_size": 2, "cutoff_len": 2048}
 
 
+@pytest.fixture(autouse=True)
+def private_home(tmp_path, monkeypatch):
+    """Estimates here are the raw model: no finished runs of the developer's own home calibrate them."""
+    monkeypatch.setenv("LFTOP_HOME", str(tmp_path / "home"))
+
+
 def parts(args: dict, gpus: int = 1) -> dict:
     return estimate(arch_mod.load(args["model_name_or_path"]), setup_from_args(args, gpus)).breakdown
 
@@ -112,3 +118,32 @@ def test_launch_refuses_a_predicted_oom_without_force(lftop, tmp_path):
     assert result.returncode == 1
     assert "OOM" in result.stderr and "try " in result.stderr and "--force" in result.stderr
     assert not (lftop.home / "runs").exists() or not any((lftop.home / "runs").iterdir())  # nothing started
+
+
+def test_fused_layernorm_models_keep_their_norm_input_only_in_the_compute_dtype():
+    shape = {"hidden_size": 2560, "num_hidden_layers": 32, "num_attention_heads": 32, "intermediate_size": 10240,
+             "vocab_size": 51200}
+    phi, llama = arch_mod.from_config({**shape, "model_type": "phi"}), arch_mod.from_config({**shape, "model_type": "llama"})
+    assert phi.layer_norm and not llama.layer_norm
+    args = {"finetuning_type": "full", "bf16": True, "disable_gradient_checkpointing": True,
+            "per_device_train_batch_size": 1, "cutoff_len": 1000}
+    setup = setup_from_args(args)
+    per_token_layer = {name: estimate(m, setup).breakdown["activations"] * (1 << 30) / 1000 / 32
+                       for name, m in (("phi", phi), ("llama", llama))}
+    mlp_gap = 10240 * 2  # phi's MLP has no gate: one inter-wide tensor fewer
+    # two RMSNorms keep fp32 input, fp32 normalised and bf16 output (10 B each); two LayerNorms only bf16 input
+    assert per_token_layer["llama"] - per_token_layer["phi"] == pytest.approx(mlp_gap + 2 * 2560 * (10 - 2))
+
+
+def test_deepspeed_trains_16_bit_weights_and_upcasts_one_gradient_partition_at_the_step():
+    full = {**LLAMA3_8B, "finetuning_type": "full"}
+    params = arch_mod.load(full["model_name_or_path"]).params()
+    z2 = parts({**full, "deepspeed": "ds_z2_config.json"}, gpus=4)
+    assert z2["gradients"] == pytest.approx(params * 2 / 4 / (1 << 30))  # bf16 gradients, reduced and partitioned
+    assert z2["optimizer"] == pytest.approx(params * 12 / 4 / (1 << 30))  # fp32 master + two Adam moments
+    assert z2["fp32_grad_partition"] == pytest.approx(params * 4 / 4 / (1 << 30))
+    z3 = parts({**full, "deepspeed": "ds_z3_config.json"}, gpus=4)
+    assert z3["fp32_grad_partition"] == pytest.approx(1e9 * 4 / (1 << 30))  # one 1e9-parameter sub-group
+    offload = parts({**full, "deepspeed": "ds_z3_offload_config.json"}, gpus=4)
+    assert offload["fp32_grad_partition"] == 0 and offload["optimizer"] == 0
+    assert parts(full)["fp32_grad_partition"] == 0  # no DeepSpeed: the Trainer's own fp32 upcast

@@ -13,6 +13,7 @@ import time
 import traceback
 
 RANK = int(os.environ.get("RANK", "0"))
+MEMORY_FILE = "memory.jsonl"  # one line per rank at each logging step and at the end: peak CUDA memory
 OOM_MARKERS = ("OutOfMemoryError", "CUDA out of memory", "HIP out of memory", "CUBLAS_STATUS_ALLOC_FAILED")
 
 
@@ -29,6 +30,44 @@ def event(run_dir, name, **fields):
     fd = os.open(os.path.join(run_dir, "events.jsonl"), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     try:
         os.write(fd, (line + "\n").encode())
+    finally:
+        os.close(fd)
+
+
+def cuda_peaks():
+    """This rank's peak allocated and reserved CUDA memory (bytes) and its GPU; None on the CPU."""
+    import torch
+
+    if not torch.cuda.is_available() or not torch.cuda.is_initialized():
+        return None
+    device = torch.cuda.current_device()
+    props = torch.cuda.get_device_properties(device)
+    return {"allocated": torch.cuda.max_memory_allocated(device), "reserved": torch.cuda.max_memory_reserved(device),
+            "gpu": props.name, "total": props.total_memory}
+
+
+def versions():
+    from importlib import metadata
+
+    found = {}
+    for name in ("torch", "transformers", "llamafactory", "peft", "deepspeed", "bitsandbytes"):
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return found
+
+
+def record_memory(run_dir, step, peaks, final=False):
+    """Append this rank's peaks to RUN_DIR/memory.jsonl (nothing when there are none: CPU runs)."""
+    if not peaks:
+        return
+    fields = {"time": time.time(), "rank": RANK, "step": step, "final": final, **peaks}
+    if final:
+        fields["versions"] = versions()
+    fd = os.open(os.path.join(run_dir, MEMORY_FILE), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, (json.dumps(fields) + "\n").encode())
     finally:
         os.close(fd)
 
@@ -55,6 +94,12 @@ def make_callback(run_dir):
             if RANK == 0:
                 event(run_dir, "running", step=state.global_step, total_steps=state.max_steps)
                 write_state(run_dir, "running")
+
+        def on_log(self, args, state, control, **kwargs):
+            record_memory(run_dir, state.global_step, cuda_peaks())
+
+        def on_train_end(self, args, state, control, **kwargs):
+            record_memory(run_dir, state.global_step, cuda_peaks(), final=True)
 
         def on_step_end(self, args, state, control, **kwargs):
             flag = 1 if read_control(run_dir) == "pause" else 0
@@ -91,6 +136,9 @@ def main(run_dir):
         message = str(exc).strip().splitlines()[0][:500] if str(exc).strip() else ""
         text = f"{type(exc).__name__}: {exc}"
         kind = "oom" if any(m in text for m in OOM_MARKERS) else "interrupted" if isinstance(exc, KeyboardInterrupt) else "error"
+        peaks = cuda_peaks() if kind == "oom" else None
+        if peaks:  # the peak when memory ran out: a floor, not what the run needed
+            record_memory(run_dir, None, {**peaks, "oom": True}, final=True)
         event(run_dir, "failed", kind=kind, exception=type(exc).__name__, message=message,
               traceback=traceback.format_exc()[-4000:])
         write_state(run_dir, "failed")

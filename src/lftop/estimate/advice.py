@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lftop.estimate import arch as arch_mod
+from lftop.estimate import learned
 from lftop.estimate.memory import Estimate, estimate, setup_from_args
 
 TIGHT = 0.92  # above this share of capacity the allocator's fragmentation decides
@@ -25,6 +26,7 @@ class Report:
     gpus: int
     capacity_gib: float | None
     suggestions: list[Suggestion] = field(default_factory=list)
+    calibration: learned.Calibration | None = None
 
     @property
     def per_gpu_gib(self) -> float:
@@ -40,8 +42,12 @@ class Report:
             "trainable_params": self.estimate.trainable_params, "gpus": self.gpus,
             "per_gpu_gib": round(self.per_gpu_gib, 2),
             "breakdown": {k: round(v, 3) for k, v in self.estimate.breakdown.items()},
+            "notes": list(self.estimate.notes),
             "capacity_gib": None if self.capacity_gib is None else round(self.capacity_gib, 2),
             "verdict": self.verdict,
+            "calibration": None if self.calibration is None else {
+                "runs": self.calibration.runs, "factor": round(self.calibration.factor, 4),
+                "gpu": self.calibration.gpu, "text": self.calibration.describe()},
             "suggestions": [{"set": s.set, "per_gpu_gib": round(s.per_gpu_gib, 2), "why": s.why} for s in self.suggestions],
         }
 
@@ -82,17 +88,31 @@ def _candidates(args: dict, gpus: int) -> list[tuple[dict, str]]:
     return out
 
 
-def advise(args: dict, gpus: int = 1, capacity_gib: float | None = None, base: Path | None = None) -> Report:
-    """The estimate for `args` on `gpus` GPUs and, when it does not fit, what would."""
-    model = arch_mod.load(str(args["model_name_or_path"]))
-    current = estimate(model, setup_from_args(args, gpus, base))
+def advise(args: dict, gpus: int = 1, capacity_gib: float | None = None, base: Path | None = None,
+           calibrate: bool = True, home: Path | None = None, gpu: str | None = None) -> Report:
+    """The estimate for `args` on `gpus` GPUs and, when it does not fit, what would.
+
+    With `calibrate` (the default), finished runs in the lftop home (`home`, else lftop.paths.home()) of a
+    similar setup on this machine (GPU model `gpu` when given) correct the raw model; `calibrate=False`
+    gives the raw model (`lftop estimate --no-calibration`).
+    """
+    model = arch_mod.load(args.get("model_name_or_path"))
+    setup = setup_from_args(args, gpus, base)
+    cal = None
+    if calibrate:
+        from lftop import paths
+
+        where = Path(home) if home is not None else paths.home()
+        learned.ingest(where)
+        cal = learned.calibration(where, model, setup, gpu)
+    current = learned.apply(estimate(model, setup), cal)
     suggestions = []
     if capacity_gib is not None and verdict(current.per_gpu_gib, capacity_gib) != "fits":
         for change, why in _candidates(args, gpus):
-            new = estimate(model, setup_from_args({**args, **change}, gpus, base)).per_gpu_gib
+            new = learned.apply(estimate(model, setup_from_args({**args, **change}, gpus, base)), cal).per_gpu_gib
             if new < current.per_gpu_gib - 1e-4:  # any real saving; each shows its own number
                 suggestions.append(Suggestion(change, new, why))
-    return Report(model, current, gpus, capacity_gib, suggestions)
+    return Report(model, current, gpus, capacity_gib, suggestions, cal)
 
 
 def describe(report: Report) -> list[str]:
@@ -100,7 +120,8 @@ def describe(report: Report) -> list[str]:
              f"{report.estimate.trainable_params / 1e6:.1f}M trainable) from {report.arch.source}",
              f"predicted peak per GPU: {report.per_gpu_gib:.1f} GiB" +
              (f" of {report.capacity_gib:.1f} GiB free: {report.verdict.upper()}" if report.capacity_gib else "")]
-    lines += [f"  {part:<16} {gib:7.2f} GiB" for part, gib in report.estimate.breakdown.items() if gib >= 0.005]
+    lines += [f"  {part:<18} {gib:7.2f} GiB" for part, gib in report.estimate.breakdown.items() if gib >= 0.005]
+    lines += [f"  assumes {note}" for note in report.estimate.notes]
     for s in report.suggestions:
         mark = "fits" if report.capacity_gib and s.per_gpu_gib <= TIGHT * report.capacity_gib else "still over"
         setting = ", ".join(f"{k} = {v!r}" for k, v in s.set.items())

@@ -8,8 +8,53 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 
-class UnknownModel(Exception):
-    pass
+class EstimateError(ValueError):
+    """A named reason why no memory estimate can be made (bad model facts or arguments)."""
+
+
+class UnknownModel(EstimateError):
+    """The model's architecture is unknown or its config.json cannot describe a decoder the estimator knows."""
+
+
+LIMITS = {"hidden": 1 << 17, "layers": 4096, "heads": 4096, "kv_heads": 4096, "intermediate": 1 << 20,
+          "vocab": 1 << 24, "head_dim": 4096, "experts": 4096, "moe_intermediate": 1 << 20,
+          "shared_intermediate": 1 << 20, "depth": 1024, "patch": 1024, "merge": 64, "image_size": 1 << 14}
+
+
+@dataclass(frozen=True)
+class Vision:
+    """A vision-language model's image side: the vision transformer and the projector into the language model."""
+
+    depth: int
+    hidden: int
+    intermediate: int
+    patch: int
+    merge: int = 1  # Qwen-VL/GLM-4V merge merge x merge patches into one token; fixed-size towers use 1
+    image_size: int | None = None  # fixed-resolution towers (CLIP, SigLIP, InternViT): one tile of this size
+    downsample: float = 1.0  # InternVL's pixel shuffle keeps this share of each side's patches
+    gated_mlp: bool = False
+    out_hidden: int = 0  # the language model's width the projector maps to
+
+    def tower_params(self) -> int:
+        mlp = (3 if self.gated_mlp else 2) * self.hidden * self.intermediate
+        return self.depth * (4 * self.hidden * self.hidden + mlp + 4 * self.hidden) + 3 * self.patch * self.patch * \
+            self.hidden * 2  # patch embedding (two frames for video-capable towers)
+
+    def projector_params(self) -> int:
+        fan_in = self.hidden * self.merge * self.merge
+        return fan_in * fan_in + fan_in * self.out_hidden if self.merge > 1 else \
+            fan_in * self.out_hidden + self.out_hidden * self.out_hidden
+
+    def patches(self, max_pixels: int) -> int:
+        """Vision-transformer positions for one image of at most `max_pixels` (before merging)."""
+        if self.image_size:
+            return (self.image_size // self.patch) ** 2
+        side = self.patch * self.merge
+        return max(1, max_pixels // (side * side)) * self.merge * self.merge
+
+    def tokens(self, max_pixels: int) -> int:
+        """Language-model tokens one image becomes."""
+        return max(1, int(self.patches(max_pixels) * self.downsample ** 2) // (self.merge * self.merge))
 
 
 @dataclass(frozen=True)
@@ -23,10 +68,13 @@ class Arch:
     tied: bool = False
     head_dim: int | None = None
     gated_mlp: bool = True  # SwiGLU: gate, up and down; False: up and down only (GPT-NeoX, Falcon, Phi-2)
+    layer_norm: bool = False  # LayerNorm in the compute dtype (GPT-NeoX, Falcon, Phi); False: Llama's fp32 RMSNorm
     experts: int = 1  # MoE experts per layer (1: dense)
     moe_intermediate: int | None = None
     shared_intermediate: int = 0
     fp32_loss: bool = True  # transformers' own models upcast logits for the loss; Qwen (v1) remote code does not
+    vision: Vision | None = None
+    family: str = ""  # model_type (or the table's key) that groups similar models for calibration
     name: str = ""
     source: str = ""
 
@@ -57,31 +105,111 @@ class Arch:
         return self.linear_params() + self.embedding_params() + self.layers * 2 * self.hidden + self.hidden
 
 
-def from_config(config: dict, name: str = "", source: str = "config.json") -> Arch:
-    """Read the keys Llama, Qwen, Mistral, Gemma, Phi, Baichuan, ChatGLM and MoE configs use."""
-    c = config.get("text_config", config)
-    hidden = c.get("hidden_size") or c.get("n_embd") or c["d_model"]
-    heads = c.get("num_attention_heads") or c.get("n_head")
-    model_type = c.get("model_type", "")
-    kv = c.get("num_key_value_heads") or c.get("multi_query_group_num") or c.get("num_kv_heads") or heads
+def _number(c: dict, keys: tuple[str, ...], what: str, default: object = None, limit: str = "") -> int:
+    """The first present key's value as a positive integer within LIMITS, else a named UnknownModel."""
+    value = next((c[k] for k in keys if c.get(k) is not None), default)
+    if isinstance(value, list) and value and all(v == value[0] for v in value):
+        value = value[0]  # InternVL writes square sizes as [448, 448]
+    if value is None:
+        raise UnknownModel(f"no {what} ({' / '.join(keys)}): not a transformer decoder the estimator knows "
+                           "(state-space models such as Mamba have no attention heads)")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+            (isinstance(value, float) and not value.is_integer()):  # NaN and inf are not integers either
+        raise UnknownModel(f"{keys[0]} must be a whole number, not {value!r}")
+    value = int(value)
+    if value <= 0 or value > LIMITS.get(limit or what, 1 << 24):
+        raise UnknownModel(f"{keys[0]} = {value} is out of range (1 to {LIMITS.get(limit or what, 1 << 24)})")
+    return value
+
+
+def _ratio(value: object) -> float:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value <= 1
+    return float(value) if ok else 1.0
+
+
+LAYER_NORM_TYPES = ("phi", "gpt_neox", "falcon", "gpt2", "bloom", "stablelm")
+
+# transformers' defaults for text configs that only list what differs (llava-hf's text_config)
+TEXT_DEFAULTS = {"llama": {"hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32,
+                           "intermediate_size": 11008, "vocab_size": 32000}}
+
+
+def _section(config: dict, key: str) -> dict | None:
+    value = config.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise UnknownModel(f"{key} must be an object, not {type(value).__name__}")
+    return value
+
+
+def vision_from_config(v: dict, text_hidden: int) -> Vision:
+    """The vision tower of Qwen2/2.5/3-VL, GLM-4V, LLaVA (CLIP/SigLIP) and InternVL configs."""
+    hidden = _number(v, ("embed_dim", "hidden_size", "width"), "vision hidden size", limit="hidden")
+    merge = _number(v, ("spatial_merge_size",), "spatial_merge_size", default=1, limit="merge")
+    inter_default = int(v["mlp_ratio"] * hidden) if isinstance(v.get("mlp_ratio"), (int, float)) and \
+        not isinstance(v.get("mlp_ratio"), bool) and 0 < v["mlp_ratio"] < 64 else 4 * hidden
+    fixed = None if merge > 1 else _number(v, ("image_size",), "image_size", default=336, limit="image_size")
+    act = str(v.get("hidden_act", ""))
+    out = v.get("out_hidden_size") if isinstance(v.get("out_hidden_size"), int) else text_hidden
+    return Vision(
+        depth=_number(v, ("depth", "num_hidden_layers", "num_layers"), "vision depth", limit="depth"),
+        hidden=hidden,
+        intermediate=_number(v, ("intermediate_size",), "vision intermediate size", default=inter_default,
+                             limit="intermediate"),
+        patch=_number(v, ("patch_size",), "patch_size", default=14, limit="patch"),
+        merge=merge,
+        image_size=fixed,
+        gated_mlp="silu" in act,
+        out_hidden=_number({"o": out}, ("o",), "projector width", limit="hidden"),
+    )
+
+
+def from_config(config: object, name: str = "", source: str = "config.json") -> Arch:
+    """Read the keys Llama, Qwen, Mistral, Gemma, Phi, Baichuan, ChatGLM, MoE and vision-language configs use.
+
+    Anything that is not a decoder with positive, bounded sizes raises UnknownModel naming the key at fault.
+    """
+    if not isinstance(config, dict):
+        raise UnknownModel(f"config.json must be an object, not {type(config).__name__}")
+    c = _section(config, "text_config") or _section(config, "llm_config") or config
+    c = {**TEXT_DEFAULTS.get(str(c.get("model_type")), {}), **c}  # llava-hf's text_config lists only overrides
+    hidden = _number(c, ("hidden_size", "n_embd", "d_model"), "hidden size", limit="hidden")
+    heads = _number(c, ("num_attention_heads", "n_head"), "attention heads", limit="heads")
+    model_type = str(c.get("model_type") or config.get("model_type") or "")
+    kv = _number(c, ("num_key_value_heads", "multi_query_group_num", "num_kv_heads"), "key/value heads",
+                 default=heads, limit="kv_heads")
     if c.get("multi_query_attention") is False:
         kv = heads
-    inter = c.get("intermediate_size") or c.get("ffn_hidden_size") or c.get("n_inner") or 4 * hidden
-    experts = c.get("num_local_experts") or c.get("num_experts") or c.get("n_routed_experts") or 1
+    if kv > heads:
+        raise UnknownModel(f"num_key_value_heads = {kv} exceeds num_attention_heads = {heads}")
+    inter = _number(c, ("intermediate_size", "ffn_hidden_size", "n_inner"), "intermediate size",
+                    default=4 * hidden, limit="intermediate")
+    experts = _number(c, ("num_local_experts", "num_experts", "n_routed_experts"), "experts", default=1)
+    head_dim = c.get("head_dim") if c.get("head_dim") is not None else c.get("kv_channels")
+    vision_section = _section(config, "vision_config")
     return Arch(
         hidden=hidden,
-        layers=c.get("num_hidden_layers") or c.get("num_layers") or c["n_layer"],
+        layers=_number(c, ("num_hidden_layers", "num_layers", "n_layer"), "layers"),
         heads=heads,
         kv_heads=kv,
         intermediate=inter,
-        vocab=c.get("vocab_size") or c["padded_vocab_size"],
-        tied=bool(c.get("tie_word_embeddings", model_type in ("gemma", "gemma2", "gemma3_text"))),
-        head_dim=c.get("head_dim") or c.get("kv_channels"),
-        gated_mlp=model_type not in ("phi", "gpt_neox", "falcon", "gpt2", "bloom", "stablelm"),
+        vocab=_number(c, ("vocab_size", "padded_vocab_size"), "vocabulary size", limit="vocab"),
+        tied=bool(c.get("tie_word_embeddings", config.get("tie_word_embeddings",
+                                                          model_type in ("gemma", "gemma2", "gemma3_text")))),
+        head_dim=None if head_dim is None else _number({"head_dim": head_dim}, ("head_dim",), "head_dim"),
+        gated_mlp=model_type not in LAYER_NORM_TYPES,
+        layer_norm=model_type in LAYER_NORM_TYPES,
         experts=experts,
-        moe_intermediate=c.get("moe_intermediate_size"),
-        shared_intermediate=c.get("shared_expert_intermediate_size") or 0,
+        moe_intermediate=None if c.get("moe_intermediate_size") is None else
+        _number(c, ("moe_intermediate_size",), "moe_intermediate"),
+        shared_intermediate=0 if not c.get("shared_expert_intermediate_size") else
+        _number(c, ("shared_expert_intermediate_size",), "shared_intermediate"),
         fp32_loss=model_type != "qwen",
+        vision=None if vision_section is None else replace(
+            vision_from_config(vision_section, hidden),
+            downsample=_ratio(config.get("downsample_ratio"))),
+        family=str(config.get("model_type") or model_type),
         name=name,
         source=source,
     )
@@ -147,6 +275,27 @@ TABLE: dict[str, tuple] = {
 }
 
 
+QWEN2_VIT = Vision(depth=32, hidden=1280, intermediate=5120, patch=14, merge=2)
+QWEN25_VIT = Vision(depth=32, hidden=1280, intermediate=3420, patch=14, merge=2, gated_mlp=True)
+CLIP_L_336 = Vision(depth=24, hidden=1024, intermediate=4096, patch=14, image_size=336)
+INTERN_VIT_300M = Vision(depth=24, hidden=1024, intermediate=4096, patch=14, image_size=448, downsample=0.5)
+
+# vision-language models: name fragment -> (language model's TABLE key or tuple, vision tower, vocabulary)
+VISION_TABLE: dict[str, tuple] = {
+    "qwen2-vl-2b": ("qwen2-1.5b", QWEN2_VIT, None),
+    "qwen2-vl-7b": ("qwen2-7b", QWEN2_VIT, None),
+    "qwen2-vl-72b": ("qwen2-72b", QWEN2_VIT, None),
+    "qwen2.5-vl-3b": ("qwen2.5-3b", QWEN25_VIT, None),
+    "qwen2.5-vl-7b": ("qwen2.5-7b", QWEN25_VIT, None),
+    "qwen2.5-vl-32b": ("qwen2.5-32b", QWEN25_VIT, None),
+    "qwen2.5-vl-72b": ("qwen2.5-72b", QWEN25_VIT, None),
+    "qwen3-vl-8b": ("qwen3-8b", Vision(depth=27, hidden=1152, intermediate=4304, patch=16, merge=2), None),
+    "llava-1.5-7b": ("llama-2-7b", CLIP_L_336, 32064),
+    "llava-1.5-13b": ("llama-2-13b", CLIP_L_336, 32064),
+    "internvl3-8b": ("qwen2.5-7b", INTERN_VIT_300M, 151674),
+}
+
+
 def _normalise(name: str) -> str:
     base = name.rstrip("/").split("/")[-1].lower()
     for suffix in ("-instruct", "-chat", "-hf", "-base", "-it"):
@@ -156,31 +305,51 @@ def _normalise(name: str) -> str:
 
 def from_table(name: str) -> Arch | None:
     base = _normalise(name)
+    for key in sorted(VISION_TABLE, key=len, reverse=True):
+        if base.startswith(key):
+            text, tower, vocab = VISION_TABLE[key]
+            lm = from_table(text)
+            out = replace(tower, out_hidden=lm.hidden)
+            return replace(lm, vocab=vocab or lm.vocab, vision=out, family=key.rsplit("-", 1)[0], name=key)
     for key in sorted(TABLE, key=len, reverse=True):
         if base == key or base.startswith(key + "-") or base.startswith(key):
             h, l, a, kv, i, v, tied, hd, gated = TABLE[key]
             qwen_v1 = key.startswith("qwen-")
-            return Arch(h, l, a, kv, i, v, tied, hd, gated, fp32_loss=not qwen_v1, name=key, source="built-in table")
+            family = key.rsplit("-", 1)[0]
+            return Arch(h, l, a, kv, i, v, tied, hd, gated, layer_norm=not gated, fp32_loss=not qwen_v1, family=family,
+                        name=key,
+                        source="built-in table")
     return None
 
 
 def _hf_cache(name: str) -> Path | None:
     hub = Path(os.environ.get("HF_HUB_CACHE") or Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "hub")
     snapshots = hub / f"models--{name.replace('/', '--')}" / "snapshots"
-    if not snapshots.is_dir():
+    try:
+        if not snapshots.is_dir():
+            return None
+        found = sorted(snapshots.glob("*/config.json"), key=lambda p: p.stat().st_mtime)
+    except OSError:  # a name too long for the filesystem, a dangling snapshot link
         return None
-    found = sorted(snapshots.glob("*/config.json"), key=lambda p: p.stat().st_mtime)
     return found[-1] if found else None
 
 
 def load(model_name_or_path: str) -> Arch:
     """Facts for a local model folder, a model in the Hugging Face cache, or a popular architecture."""
+    if not isinstance(model_name_or_path, str) or not model_name_or_path.strip() or "\0" in model_name_or_path:
+        raise UnknownModel(f"model_name_or_path must name a model, not {model_name_or_path!r}")
     local = Path(os.path.expanduser(model_name_or_path)) / "config.json"
     for path, source in ((local, "config.json"), (_hf_cache(model_name_or_path), "Hugging Face cache")):
-        if path is not None and path.is_file():
+        try:
+            found = path is not None and path.is_file()
+        except OSError:  # a name too long for the filesystem, a folder we may not read
+            found = False
+        if found:
             try:
-                return from_config(json.loads(path.read_text()), model_name_or_path, f"{source}: {path}")
-            except (ValueError, KeyError, TypeError) as exc:
+                with path.open("rb") as f:
+                    text = f.read(1 << 20).decode()  # a config.json is a few KB; never read a device whole
+                return from_config(json.loads(text), model_name_or_path, f"{source}: {path}")
+            except (OSError, ValueError, RecursionError) as exc:  # UnknownModel is a ValueError too
                 raise UnknownModel(f"{path}: cannot read the architecture ({exc})") from None
     known = from_table(model_name_or_path)
     if known:
