@@ -125,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("profile")
     p.add_argument("--gpus", type=count, help="plan for N GPUs instead of this machine's")
     p.add_argument("--gpu-mem", type=positive, metavar="GIB", help="plan for GPUs with GIB of memory each")
+    p.add_argument("--no-calibration", action="store_true", help="the raw model, not corrected by measured runs")
     p.add_argument("--json", action="store_true")
 
     p = command("launch", "start a run from a profile, detached")

@@ -93,7 +93,8 @@ def _describe_plan(plan: ops.Plan) -> list[str]:
 
 def cmd_estimate(args: argparse.Namespace) -> int:
     profile = load_profile(args.profile)
-    plan = ops.plan(profile, what_if_gpus=args.gpus, what_if_gib=args.gpu_mem)
+    plan = ops.plan(profile, what_if_gpus=args.gpus, what_if_gib=args.gpu_mem, home=args.home,
+                    calibrate=not args.no_calibration)
     if plan.problem:
         err(f"lftop: {plan.problem}")
         return 1
@@ -107,7 +108,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
 
 def cmd_launch(args: argparse.Namespace) -> int:
     profile = _load_warned(args.profile)
-    plan = ops.plan(profile, gpus=args.gpus)
+    plan = ops.plan(profile, gpus=args.gpus, home=args.home)
     if plan.problem and plan.placement is not None:
         err(f"estimate skipped: {plan.problem}")
     elif plan.report is None and plan.note:
@@ -177,14 +178,33 @@ def cmd_ls(args: argparse.Namespace) -> int:
     return 0
 
 
+def _peak(run: rundir.RunDir) -> dict | None:
+    """The run's measured peak GPU memory (per rank, the largest), beside the estimate it launched with."""
+    from lftop.estimate.learned import measured_peak
+
+    peak = measured_peak(run.path)
+    if peak is None:
+        return None
+    predicted = run.meta().get("predicted_gib")
+    return {"allocated_gib": round(peak.allocated_gib, 2), "reserved_gib": round(peak.reserved_gib, 2),
+            "gpu": peak.gpu, "ranks": peak.ranks, "oom": peak.oom, "near_capacity": peak.near_capacity,
+            "predicted_gib": predicted if isinstance(predicted, (int, float)) else None}
+
+
 def cmd_show(args: argparse.Namespace) -> int:
-    current = status(_run(args))
+    run = _run(args)
+    current = status(run)
+    data = {**current.to_dict(), "peak": _peak(run)}
     if args.json:
-        print(dumps(current.to_dict(), indent=1))
+        print(dumps(data, indent=1))
         return 0
-    for key, value in current.to_dict().items():
-        if key not in ("log_tail", "failure"):
+    for key, value in data.items():
+        if key not in ("log_tail", "failure", "peak"):
             print(f"{key:>12}: {value}")
+    if peak := data["peak"]:
+        predicted = f", predicted {peak['predicted_gib']:.1f} GiB" if peak["predicted_gib"] is not None else ""
+        print(f"{'peak':>12}: {peak['reserved_gib']:.1f} GiB reserved, {peak['allocated_gib']:.1f} GiB allocated "
+              f"per GPU ({peak['gpu']}){predicted}")
     if current.failure:
         print(f"{'failure':>12}: {current.failure.get('kind')}: {current.failure.get('message')}")
     if current.log_tail:

@@ -103,6 +103,7 @@ def launch(plan: Plan, home: Path, fresh: bool = False, accept_oom: bool = False
                 "description": profile.description, "engine": profile.launch.engine, "args": args,
                 "command": command, "env": env, "cwd": str(cwd), "nproc": placement.nproc,
                 "gpus": placement.cuda_visible_devices, "output_dir": str(output_dir), "created": time.time(),
+                "predicted_gib": round(plan.report.per_gpu_gib, 2) if plan.report else None,
             })
             rundir.write_atomic(run.path / "args.yaml", convert.to_yaml(args))
             run.event("launched", command=command, gpus=placement.cuda_visible_devices, nproc=placement.nproc)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from lftop.estimate.advice import TIGHT, Suggestion, advise
-from lftop.estimate.arch import UnknownModel
+from lftop.estimate.arch import EstimateError
 from lftop.gpu import nvml
 from lftop.ops.actions import Refused
 from lftop.runs.rundir import RunDir
@@ -22,8 +22,8 @@ def oom_fix(run: RunDir, snapshot: nvml.GpuSnapshot | None = None) -> Suggestion
     totals = [d.mem_total for d in nvml.visible(snapshot, gpus) if d.mem_total] if not snapshot.error else []
     capacity = min(totals) / GIB if totals else None
     try:
-        report = advise(args, meta.get("nproc") or 1, capacity_gib=0.0)
-    except UnknownModel as exc:
+        report = advise(args, meta.get("nproc") or 1, capacity_gib=0.0, calibrate=False)
+    except EstimateError as exc:
         raise Refused(f"no fix to suggest: {exc}") from None
     fitting = [s for s in report.suggestions if capacity and s.per_gpu_gib <= TIGHT * capacity]
     choices = fitting or report.suggestions

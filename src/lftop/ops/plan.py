@@ -4,9 +4,10 @@ those GPUs. The launch uses the same placement, so the estimate approves the GPU
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from lftop.estimate.advice import Report, advise
-from lftop.estimate.arch import UnknownModel
+from lftop.estimate.arch import EstimateError
 from lftop.gpu import nvml
 from lftop.profiles import Profile
 from lftop.units import GIB
@@ -53,12 +54,16 @@ def _on_cpu(profile: Profile, gpus: str | None) -> bool:
 
 
 def plan(profile: Profile, gpus: str | None = None, what_if_gpus: int | None = None,
-         what_if_gib: float | None = None, snapshot: nvml.GpuSnapshot | None = None) -> Plan:
-    """The placement and the estimate for `profile` now; or, with `what_if_*`, for GPUs described by hand."""
+         what_if_gib: float | None = None, snapshot: nvml.GpuSnapshot | None = None, home: Path | None = None,
+         calibrate: bool = True) -> Plan:
+    """The placement and the estimate for `profile` now; or, with `what_if_*`, for GPUs described by hand.
+
+    With `calibrate`, finished runs of a similar setup in `home` correct the estimate (and say so)."""
     args = profile.args()
+    learn = Learn(calibrate, home, None)
     if what_if_gpus is not None or what_if_gib is not None:
         count = what_if_gpus or profile.launch.nproc or profile.gpu_count() or 1
-        return _estimated(profile, None, args, count, what_if_gib, f"planned for {count} GPU(s)")
+        return _estimated(profile, None, args, count, what_if_gib, f"planned for {count} GPU(s)", learn)
     if _on_cpu(profile, gpus):
         return Plan(profile, place(profile, snapshot, gpus), None, "this run trains on the CPU: the GPU memory estimate does not apply")
     snapshot = snapshot or nvml.shared().read()
@@ -76,13 +81,24 @@ def plan(profile: Profile, gpus: str | None = None, what_if_gpus: int | None = N
     capacity = min(free) / GIB
     where = ", ".join(str(d.index) for d in devices)
     note = f"GPU(s) {where}: {capacity:.1f} GiB free on the fullest"
-    return _estimated(profile, placement, args, placement.nproc, capacity, note)
+    learn = Learn(calibrate, home, devices[0].name if devices else None)
+    return _estimated(profile, placement, args, placement.nproc, capacity, note, learn)
+
+
+@dataclass(frozen=True)
+class Learn:
+    """Whether and from where measured peaks correct the estimate, and for which GPU model."""
+
+    calibrate: bool
+    home: Path | None
+    gpu: str | None
 
 
 def _estimated(profile: Profile, placement: Placement | None, args: dict, count: int, capacity: float | None,
-               note: str) -> Plan:
+               note: str, learn: Learn) -> Plan:
     try:
-        report = advise(args, count, capacity, profile.path.parent)
-    except UnknownModel as exc:
+        report = advise(args, count, capacity, profile.path.parent, calibrate=learn.calibrate, home=learn.home,
+                        gpu=learn.gpu)
+    except EstimateError as exc:
         return Plan(profile, placement, None, note, problem=str(exc))
     return Plan(profile, placement, report, note)
