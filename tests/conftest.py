@@ -13,6 +13,21 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PROFILES = ROOT / "profiles"
+# Deadlines are generous and scale with LFTOP_TEST_SLOWDOWN on slow or loaded machines; tests wait for the
+# condition they then assert, never for a time.
+SLOWDOWN = max(1.0, float(os.environ.get("LFTOP_TEST_SLOWDOWN", "1")))
+
+
+def wait_for(condition, timeout: float, what: str, interval: float = 0.2):
+    """Poll `condition()` until it returns something true (returned), or fail after `timeout` x SLOWDOWN s."""
+    deadline = time.monotonic() + timeout * SLOWDOWN
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout * SLOWDOWN:.0f} s waiting for {what}")
+        time.sleep(interval)
 
 
 def have_llamafactory() -> bool:
@@ -33,12 +48,29 @@ def tiny(tmp_path_factory):
     return tinymodel.build(tmp_path_factory.mktemp("tiny") / "tiny")
 
 
+def end_runs(home: Path) -> list[str]:
+    """End every process of every run in `home` (a test's leftovers); the ids of runs that had one alive."""
+    from lftop.runs.process import terminate, tree
+    from lftop.runs.rundir import all_runs
+
+    ended = []
+    for run in all_runs(home):
+        procs = tree(run.process_ref(), run.id)
+        if procs:
+            ended.append(run.id)
+            assert terminate(procs, 5) == [], f"a process of {run.id} survived SIGKILL"
+    return ended
+
+
 @pytest.fixture
 def home(tmp_path, monkeypatch):
+    """An isolated lftop home; every run a test left alive in it is ended afterwards, so no leftover trainer
+    slows the next test."""
     path = tmp_path / "home"
     path.mkdir()
     monkeypatch.setenv("LFTOP_HOME", str(path))
-    return path
+    yield path
+    end_runs(path)
 
 
 class Lftop:
@@ -62,7 +94,7 @@ class Lftop:
 
     def wait(self, run: str, predicate, timeout: float = 180, interval: float = 0.3) -> dict:
         """Poll `lftop show --json` until predicate(show) holds."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + timeout * SLOWDOWN
         show = {}
         while time.monotonic() < deadline:
             show = self.json("show", run, "--json")

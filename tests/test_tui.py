@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import needs_llamafactory, write_profile
+from conftest import SLOWDOWN, needs_llamafactory, write_profile
 from lftop import cli
 from lftop.tui import render
 from lftop.tui.app import LftopApp
@@ -35,7 +35,8 @@ def app_state_set_on_the_main_thread_only(monkeypatch):
 
 
 async def until(pilot, condition, timeout: float = 180, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
+    """Wait for `condition`; the deadline is generous (30 s at least, scaled by LFTOP_TEST_SLOWDOWN)."""
+    deadline = time.monotonic() + max(timeout, 30) * SLOWDOWN
     while not condition():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what or condition}")
