@@ -139,8 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait", action="store_true", help="wait until the run has paused")
     p.add_argument("--timeout", type=positive, default=3600, help="seconds to wait with --wait")
 
-    p = command("resume", "relaunch a run from its newest complete checkpoint")
+    p = command("resume", "relaunch a run from its own newest complete checkpoint")
     p.add_argument("run")
+    p.add_argument("--from", dest="source", metavar="PATH", help="resume from this checkpoint instead (any run's)")
+    p.add_argument("--max-steps", type=count, help="continue to step N (a completed run too)")
+    p.add_argument("--epochs", type=positive, help="continue to X epochs in all (a completed run too)")
+    p.add_argument("--gpus", type=count, help="resume on N GPUs (ranks), keeping the effective batch")
     p.add_argument("--json", action="store_true")
 
     p = command("stop", "terminate a run's whole process tree (no checkpoint)")

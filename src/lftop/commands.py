@@ -140,11 +140,19 @@ def cmd_pause(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    run, step = ops.resume(_run(args), args.home)
+    overrides = {k: v for k, v in (("max_steps", args.max_steps), ("num_train_epochs", args.epochs)) if v is not None}
+    source = Path(args.source) if args.source else None
+    run, step = ops.resume(_run(args), args.home, overrides, source=source, gpus=args.gpus)
+    meta = run.meta()
     if args.json:
-        print(dumps({"run": run.id, "pid": run.meta().get("pid"), "run_dir": str(run.path), "step": step}))
-    else:
-        print(f"resumed {run.id} from step {step}")
+        print(dumps({"run": run.id, "pid": meta.get("pid"), "run_dir": str(run.path), "step": step,
+                     "nproc": meta.get("nproc"),
+                     "gradient_accumulation_steps": meta["args"].get("gradient_accumulation_steps")}))
+        return 0
+    print(f"resumed {run.id} from step {step}")
+    if args.gpus:
+        print(f"  on {meta['nproc']} rank(s), gradient_accumulation_steps = "
+              f"{meta['args'].get('gradient_accumulation_steps')}: the effective batch is kept")
     return 0
 
 

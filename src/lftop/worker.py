@@ -101,6 +101,12 @@ def make_callback(run_dir):
         def on_train_end(self, args, state, control, **kwargs):
             record_memory(run_dir, state.global_step, cuda_peaks(), final=True)
 
+        def on_save(self, args, state, control, **kwargs):
+            """Record the checkpoint as this run's own: resume and pause name only checkpoints the run wrote."""
+            if RANK == 0:
+                path = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
+                event(run_dir, "checkpoint", step=state.global_step, path=path)
+
         def on_step_end(self, args, state, control, **kwargs):
             flag = 1 if read_control(run_dir) == "pause" else 0
             if dist.is_available() and dist.is_initialized():

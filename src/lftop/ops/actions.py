@@ -15,6 +15,8 @@ from lftop.runs.rundir import RunDir, home_lock
 from lftop.runs.state import ACTIVE, FINAL, RunState
 from lftop.runs.status import RunStatus, status
 
+ASIDE = "set-aside-"  # folders inside an output_dir holding an earlier run's files
+
 
 class Refused(Exception):
     """lftop will not do this now; the message says why and what to do instead."""
@@ -84,12 +86,12 @@ def launch(plan: Plan, home: Path, fresh: bool = False, accept_oom: bool = False
         done = checkpoints.all_checkpoints(output_dir)
         if (done or checkpoints.holds_final_model(output_dir)) and not fresh:
             what = ", ".join(p.name for _, p in done) or "a finished model"
-            owner = next((r.id for r in rundir.all_runs(home)
-                          if isinstance(d := r.meta().get("output_dir"), str) and Path(d).resolve() == output_dir), None)
-            hint = f"`lftop resume {owner}` continues them" if owner else "set `resume_from_checkpoint` to continue them"
-            raise Refused(f"{output_dir} already holds {what}: {hint}, or pass --force to start over")
-        if fresh and (done or checkpoints.holds_final_model(output_dir)):
-            args["overwrite_output_dir"] = True  # a deliberate fresh start; LLaMA-Factory would auto-resume otherwise
+            owner = _owner(home, output_dir)
+            hint = f"`lftop resume {owner.id}` continues them" if owner else "set `resume_from_checkpoint` to continue them"
+            raise Refused(f"{output_dir} already holds {what}: {hint}, or pass --force to start fresh "
+                          "(lftop sets the older files aside, it deletes nothing)")
+        if fresh and output_dir.is_dir() and any(not p.name.startswith(ASIDE) for p in output_dir.iterdir()):
+            set_aside(home, output_dir)
         run = rundir.create(home, profile.name)
         with run.lock():
             distributed = bool(profile.train.get("deepspeed"))  # DeepSpeed needs a distributed launch even alone
@@ -99,7 +101,7 @@ def launch(plan: Plan, home: Path, fresh: bool = False, accept_oom: bool = False
             if placement.cuda_visible_devices is not None:
                 env["CUDA_VISIBLE_DEVICES"] = placement.cuda_visible_devices
             run.write_meta({
-                "id": run.id, "profile": str(profile.path), "profile_train": profile.train,
+                "id": run.id, "profile": str(profile.path), "profile_train": profile.train, "python": profile.launch.python,
                 "description": profile.description, "engine": profile.launch.engine, "args": args,
                 "command": command, "env": env, "cwd": str(cwd), "nproc": placement.nproc,
                 "gpus": placement.cuda_visible_devices, "output_dir": str(output_dir), "created": time.time(),
@@ -112,40 +114,120 @@ def launch(plan: Plan, home: Path, fresh: bool = False, accept_oom: bool = False
     return run
 
 
-def resume(run: RunDir, home: Path, overrides: dict | None = None) -> tuple[RunDir, int]:
-    """Relaunch a paused, failed, stopped or lost run from its newest complete checkpoint.
+def _owner(home: Path, output_dir: Path) -> RunDir | None:
+    """The newest of the caller's runs that trained in `output_dir`."""
+    mine = [r for r in rundir.all_runs(home) if r.problem() is None
+            and isinstance(d := r.meta().get("output_dir"), str) and Path(d).resolve() == output_dir]
+    return max(mine, key=lambda r: r.meta().get("created") or 0, default=None)
 
-    `overrides` change arguments on the way (an OOM fix such as a smaller micro-batch)."""
+
+def set_aside(home: Path, output_dir: Path) -> Path:
+    """Move everything in `output_dir` into a new `set-aside-<time>` folder inside it, and point the runs that
+    trained there at it: their checkpoints, logs and records stay theirs, and a fresh start mixes with none."""
+    aside = output_dir / f"{ASIDE}{time.strftime('%Y%m%d-%H%M%S')}"
+    n = 1
+    while aside.exists():
+        n += 1
+        aside = aside.with_name(f"{ASIDE}{time.strftime('%Y%m%d-%H%M%S')}-{n}")
+    aside.mkdir()
+    for entry in list(output_dir.iterdir()):
+        if not entry.name.startswith(ASIDE):
+            entry.rename(aside / entry.name)
+    for run in rundir.all_runs(home):
+        meta = run.meta()
+        if run.problem() is None and isinstance(d := meta.get("output_dir"), str) and Path(d).resolve() == output_dir:
+            meta["output_dir"] = str(aside)
+            meta["args"] = {**meta["args"], "output_dir": str(aside)}
+            run.write_meta(meta)
+            run.event("set aside", output_dir=str(aside), reason="a fresh start into its output_dir")
+    return aside
+
+
+def _world(run: RunDir, meta: dict, gpus: int | None, overrides: dict) -> dict:
+    """Run.json changes for resuming on `gpus` GPUs (ranks): the effective batch is kept by recomputing
+    gradient_accumulation_steps, or the resume is refused when that cannot divide evenly."""
+    old = meta.get("nproc") or 1
+    if gpus is None or gpus == old:
+        return {}
+    accumulation = int(overrides.get("gradient_accumulation_steps", meta["args"].get("gradient_accumulation_steps", 1)))
+    total = accumulation * old
+    if total % gpus:
+        raise Refused(f"{run.id}: {old} rank(s) x {accumulation} accumulation steps = {total} does not divide by "
+                      f"{gpus}: the effective batch cannot be kept; choose a divisor of {total}")
+    visible = meta.get("gpus")
+    if visible != "":  # on GPUs: the least-used ones now (on the CPU, ranks only)
+        from lftop.gpu import nvml
+
+        visible = ",".join(map(str, nvml.least_used(gpus)))
+    env = {**meta["env"]}
+    if visible is not None:
+        env["CUDA_VISIBLE_DEVICES"] = visible
+    distributed = bool(meta["args"].get("deepspeed"))
+    python = meta.get("python") or meta["command"][0]
+    return {"nproc": gpus, "gpus": visible, "env": env,
+            "command": training_command(python, run.path, gpus, distributed),
+            "args": {"gradient_accumulation_steps": total // gpus}}
+
+
+def resume(run: RunDir, home: Path, overrides: dict | None = None, source: Path | None = None,
+           gpus: int | None = None) -> tuple[RunDir, int]:
+    """Relaunch a run from its own newest complete checkpoint (or `source`, any complete checkpoint).
+
+    `overrides` change arguments on the way: an OOM fix, or `max_steps`/`num_train_epochs` to continue a
+    completed run past its end; `gpus` resumes on another number of GPUs (ranks) with the same effective batch.
+    Everything is checked before anything is written."""
     _trusted(run)
+    overrides = dict(overrides or {})
+    continuing = "max_steps" in overrides or "num_train_epochs" in overrides
     with run.lock():
         current = status(run)
         if current.alive:
             raise Refused(f"{run.id} is {current.state}: it is still running")
-        if current.state == RunState.COMPLETED:
-            raise Refused(f"{run.id} completed; raise num_train_epochs or max_steps in a new profile to train on")
+        if current.state == RunState.COMPLETED and not continuing:
+            raise Refused(f"{run.id} completed; `lftop resume {run.id} --max-steps N` (or --epochs X) trains on")
         meta = run.meta()
         cwd = Path(meta.get("cwd") or "/")
         if not cwd.is_dir():
             raise Refused(f"{run.id}: its working directory {cwd} is gone; recreate it (relative paths in the "
                           "profile are read from there)")
-        _check_interpreter(meta["command"][0] if meta["command"] != [] else None)
-        output_dir = Path(meta["output_dir"]).resolve()
-        newest = checkpoints.newest_complete(output_dir)
-        if newest is None:
-            raise Refused(f"{run.id}: no complete checkpoint in {output_dir} (none has trainer_state.json)")
+        _check_interpreter(meta.get("python") or meta["command"][0])
+        world = _world(run, meta, gpus, overrides)
         with home_lock(home):
+            output_dir = Path(meta["output_dir"]).resolve()
             if busy := _busy(home, output_dir, but=run.id):
                 raise Refused(f"{output_dir} is in use by live run {busy.id}")
-            step, path = newest
-            meta["args"] = {**meta["args"], **(overrides or {}), "resume_from_checkpoint": str(path)}
-            meta["args"].pop("overwrite_output_dir", None)  # it would delete trainer_log.jsonl: the history
+            step, path = _resume_point(run, output_dir, source)
+            if "max_steps" in overrides and overrides["max_steps"] <= step:
+                raise Refused(f"{run.id} is at step {step}: --max-steps must be more than that")
+            args = {**meta["args"], **overrides, **world.pop("args", {}), "resume_from_checkpoint": str(path)}
+            args.pop("overwrite_output_dir", None)  # it would delete trainer_log.jsonl: the history
+            if "num_train_epochs" in overrides:
+                args.pop("max_steps", None)  # max_steps wins over epochs in the Trainer
+            meta.update(world, args=args)
             run.write_meta(meta)
-            rundir.write_atomic(run.path / "args.yaml", convert.to_yaml(meta["args"]))
+            rundir.write_atomic(run.path / "args.yaml", convert.to_yaml(args))
             run.clear_control()
-            run.event("resumed", step=step, checkpoint=str(path), overrides=overrides or {})
+            run.event("resumed", step=step, checkpoint=str(path), overrides=overrides, nproc=meta.get("nproc"),
+                      gradient_accumulation_steps=args.get("gradient_accumulation_steps"))
             run.set_state(RunState.STARTING)
             _engine(run).start(run)
     return run, step
+
+
+def _resume_point(run: RunDir, output_dir: Path, source: Path | None) -> tuple[int, Path]:
+    if source is not None:
+        source = source.expanduser().resolve()
+        step = checkpoints.step_of(source)
+        if step is None:
+            raise Refused(f"{source} is not a complete checkpoint (no readable trainer_state.json)")
+        return step, source
+    own = checkpoints.own(run.events(), output_dir)
+    if own:
+        return own[-1]
+    others = checkpoints.complete(output_dir)
+    hint = f"; {output_dir} holds {others[-1][1].name}, which this run did not write: `--from {others[-1][1]}` " \
+           "resumes from it" if others else ""
+    raise Refused(f"{run.id}: no complete checkpoint of its own in {output_dir}{hint}")
 
 
 def pause(run: RunDir) -> None:

@@ -71,13 +71,14 @@ def status(run: RunDir) -> RunStatus:
     state, live = _settled(run, engine)
     output_dir = Path(str(meta.get("output_dir") or run.path / "output"))
     progress = tail_progress(output_dir / "trainer_log.jsonl")
-    failure = next((e for e in reversed(run.events()) if e.get("event") == "failed"), None) \
+    events = run.events()
+    failure = next((e for e in reversed(events) if e.get("event") == "failed"), None) \
         if state == RunState.FAILED else None
     nproc = meta.get("nproc")
     return RunStatus(
         id=run.id, state=state, alive=live.alive, process=live.process,
         step=progress.step, total_steps=progress.total, loss=progress.loss,
-        checkpoints=[step for step, _ in checkpoints.complete(output_dir)],
+        checkpoints=[step for step, _ in checkpoints.own(events, output_dir)],
         output_dir=str(output_dir), log=str(run.log), gpus=meta.get("gpus") if isinstance(meta.get("gpus"), str) else None,
         nproc=nproc if type(nproc) is int and nproc > 0 else 1,
         created=meta.get("created") if isinstance(meta.get("created"), (int, float)) else None,
