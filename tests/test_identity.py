@@ -10,31 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import jsonl_steps, needs_llamafactory, wait_for, write_profile
+from conftest import jsonl_steps, needs_llamafactory, stand_in_profile, wait_for, write_profile
 from lftop.runs.rundir import RunDir, all_runs
-
-# A stand-in trainer (started as `TRAINER -u worker.py RUN_DIR`): it saves checkpoint-5 into the output_dir of
-# its run.json the way the worker records one (a complete checkpoint, then a "checkpoint" event), then trains
-# for ever until it is stopped.
-STAND_IN = """#!/bin/sh
-run="$3"
-out=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['output_dir'])" "$run/run.json")
-mkdir -p "$out/checkpoint-5"
-echo '{"global_step": 5}' > "$out/checkpoint-5/trainer_state.json"
-echo '{"event": "checkpoint", "step": 5}' >> "$run/events.jsonl"
-while :; do sleep 0.1; done
-"""
-
-
-def stand_in_profile(tmp_path: Path, output_dir: str, name: str = "p") -> Path:
-    trainer = tmp_path / "trainer"
-    if not trainer.exists():
-        trainer.write_text(STAND_IN)
-        trainer.chmod(0o755)
-    profile = tmp_path / f"{name}.toml"
-    profile.write_text(f'[launch]\ngpus = ""\npython = "{trainer}"\n[train]\nmodel_name_or_path = "x"\n'
-                       f'stage = "sft"\noutput_dir = "{output_dir}"\nlogging_steps = 1\ngradient_accumulation_steps = 3\n')
-    return profile
 
 
 def own_checkpoint_written(lftop, run: str):

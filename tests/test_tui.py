@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import SLOWDOWN, needs_llamafactory, write_profile
+from conftest import SLOWDOWN, needs_llamafactory, wait_for, write_profile
 from lftop import cli
 from lftop.tui import render
 from lftop.tui.app import LftopApp
@@ -329,3 +329,80 @@ def test_the_loss_chart_is_as_tall_as_the_panel_and_keeps_a_row_when_short():
     short = render.curves(c, 40, 3).plain.split("\n")
     assert short[0] == "loss 1.0000 (min 1.0000)  eval 1.2000"  # what does not fit is left out, not cut
     assert [line[:5].strip() for line in short[1:]] == ["loss", "lr"]  # eval gives way first
+
+
+async def test_relaunching_into_a_used_output_dir_offers_resume_fresh_or_cancel(home, tmp_path, monkeypatch):
+    """No dead end: the app asks, and each answer works (a stand-in trainer writes the checkpoints)."""
+    import asyncio
+
+    from conftest import stand_in_profile
+    from lftop import ops
+    from lftop.profiles import load
+    from lftop.runs.rundir import all_runs
+    from lftop.runs.status import status
+    from lftop.tui.screens import ChoiceScreen
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "profiles").mkdir()
+    out = tmp_path / "out"
+    profile = stand_in_profile(tmp_path / "profiles", str(out), "aaa")
+    first = ops.launch(ops.plan(load(profile)), home)
+    await asyncio.to_thread(wait_for, lambda: status(first).checkpoints == [5], 60, "the first checkpoint")
+    await asyncio.to_thread(ops.stop, first)
+    app = LftopApp(home, interval=0.25)
+    async with app.run_test(size=(120, 40)) as pilot:
+        async def relaunch() -> None:
+            await pilot.press("l")
+            await until(pilot, lambda: isinstance(app.screen, LaunchScreen) and app.screen.plan is not None, 30)
+            await pilot.press("enter")
+            await until(pilot, lambda: isinstance(app.screen, ChoiceScreen), 30, f"the choice: {notes(app)}")
+
+        await relaunch()
+        assert f"resume {first.id}" in str(app.screen.choices) and "start fresh" in str(app.screen.choices)
+        await pilot.press("c")
+        await until(pilot, lambda: not isinstance(app.screen, ChoiceScreen), 10)
+        assert len(all_runs(home)) == 1 and not status(first).alive
+
+        await relaunch()
+        await pilot.press("r")
+        await until(pilot, lambda: status(first).alive, 60, f"the resumed run: {notes(app)}")
+        await asyncio.to_thread(ops.stop, first)
+
+        await relaunch()
+        await pilot.press("f")
+        await until(pilot, lambda: len(all_runs(home)) == 2, 60, f"a fresh run: {notes(app)}")
+        aside = [p for p in out.iterdir() if p.name.startswith("set-aside-")]
+        assert len(aside) == 1 and (aside[0] / "checkpoint-5" / "trainer_state.json").is_file()
+        assert first.meta()["output_dir"] == str(aside[0])
+        fresh = next(r for r in all_runs(home) if r.id != first.id)
+        await asyncio.to_thread(ops.stop, fresh)
+        await pilot.press("q")
+
+
+async def test_a_completed_run_continues_from_the_app(home, tmp_path, monkeypatch):
+    import asyncio
+
+    from conftest import stand_in_profile
+    from lftop import ops
+    from lftop.profiles import load
+    from lftop.runs.rundir import RunDir
+    from lftop.runs.state import RunState
+    from lftop.runs.status import status
+    from lftop.tui.screens import AskScreen
+
+    profile = stand_in_profile(tmp_path, str(tmp_path / "out"))
+    run = ops.launch(ops.plan(load(profile)), home)
+    await asyncio.to_thread(wait_for, lambda: status(run).checkpoints == [5], 60, "the checkpoint")
+    await asyncio.to_thread(ops.stop, run)
+    RunDir(run.path).set_state(RunState.COMPLETED)  # as if it had reached its last step
+    app = LftopApp(home, interval=0.25, select=run.id)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: state(app) == "completed", 30)
+        await pilot.press("r")
+        await until(pilot, lambda: isinstance(app.screen, AskScreen), 10)
+        app.screen.query_one("#answer").value = "12"
+        await pilot.press("enter")
+        await until(pilot, lambda: status(run).alive, 60, f"the continued run: {notes(app)}")
+        assert run.meta()["args"]["max_steps"] == 12
+        await asyncio.to_thread(ops.stop, run)
+        await pilot.press("q")

@@ -22,6 +22,14 @@ class Refused(Exception):
     """lftop will not do this now; the message says why and what to do instead."""
 
 
+class HoldsCheckpoints(Refused):
+    """The output_dir holds an earlier run's checkpoints or model: resume `owner`, or start fresh."""
+
+    def __init__(self, message: str, owner: str | None):
+        super().__init__(message)
+        self.owner = owner
+
+
 class PredictedOOM(Refused):
     """The estimate says the run will not fit; `plan` holds the breakdown and the suggestions."""
 
@@ -88,8 +96,8 @@ def launch(plan: Plan, home: Path, fresh: bool = False, accept_oom: bool = False
             what = ", ".join(p.name for _, p in done) or "a finished model"
             owner = _owner(home, output_dir)
             hint = f"`lftop resume {owner.id}` continues them" if owner else "set `resume_from_checkpoint` to continue them"
-            raise Refused(f"{output_dir} already holds {what}: {hint}, or pass --force to start fresh "
-                          "(lftop sets the older files aside, it deletes nothing)")
+            raise HoldsCheckpoints(f"{output_dir} already holds {what}: {hint}, or pass --force to start fresh "
+                                   "(lftop sets the older files aside, it deletes nothing)", owner.id if owner else None)
         if fresh and output_dir.is_dir() and any(not p.name.startswith(ASIDE) for p in output_dir.iterdir()):
             set_aside(home, output_dir)
         run = rundir.create(home, profile.name)

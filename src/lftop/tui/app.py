@@ -20,7 +20,7 @@ from textual.widgets import Footer, Input, Static
 
 from lftop.runs.state import ENDED, RunState
 from lftop.tui import settings
-from lftop.tui.messages import ActionDone, Curves, FixFound, GpuSampled, Launched, LogPolled, RunsPolled
+from lftop.tui.messages import ActionDone, Curves, FixFound, GpuSampled, LaunchBlocked, Launched, LogPolled, RunsPolled
 from lftop.tui.themes import load_themes
 from lftop.tui.widgets import CurvePanel, GpuPanel, LogTail, RunsTable
 
@@ -217,6 +217,22 @@ class LftopApp(App):
         self._select = message.run
         self.notify(message.text)
 
+    def on_launch_blocked(self, message: LaunchBlocked) -> None:
+        """The output_dir holds an earlier run's work: resume that run, start fresh, or cancel."""
+        from lftop.tui.screens import ChoiceScreen
+
+        owner, plan = message.owner, message.plan
+        choices = [("r", f"resume {owner}")] if owner else []
+        choices += [("f", "start fresh (older files set aside)"), ("c", "cancel")]
+
+        def chosen(key: str | None) -> None:
+            if key == "r" and owner:
+                self.control("resume", owner)
+            elif key == "f":
+                self.launch_plan(plan, fresh=True)
+
+        self.push_screen(ChoiceScreen(message.text, choices), chosen)
+
     def on_fix_found(self, message: FixFound) -> None:
         self.fixes[message.run] = message.fix
         self.notify(message.text, severity=message.severity)
@@ -267,7 +283,9 @@ class LftopApp(App):
     def action_resume(self) -> None:
         if (run := self._target()) is None:
             return
-        if run.alive or run.state == RunState.COMPLETED:
+        if run.state == RunState.COMPLETED:
+            return self._ask_continue(run)
+        if run.alive:
             return self._refuse(f"{run.id} is {run.state}: nothing to resume")
         if not run.checkpoints:
             return self._refuse(f"{run.id} has no complete checkpoint to resume from")
@@ -290,13 +308,28 @@ class LftopApp(App):
             return self._refuse("no OOM fix to apply: f relaunches a run that ran out of memory")
         self.control("fix", run.id)
 
-    def control(self, verb: str, run_id: str) -> None:
+    def _ask_continue(self, run: RunStatus) -> None:
+        """A completed run trains on: ask to which step, then resume it from its final checkpoint."""
+        from lftop.tui.screens import AskScreen
+
+        def answered(text: str | None) -> None:
+            if text is None:
+                return
+            if not text.isdigit() or int(text) <= (run.step or 0):
+                return self._refuse(f"continue {run.id}: give a step after {run.step or 0}, not {text!r}")
+            self.control("resume", run.id, {"max_steps": int(text)})
+
+        suggested = str(2 * (run.total_steps or run.step or 0) or "")
+        self.push_screen(AskScreen(f"{run.id} completed at step {run.step}. Continue training to step:", suggested),
+                         answered)
+
+    def control(self, verb: str, run_id: str, overrides: dict | None = None) -> None:
         """Pause, resume, stop or fix-and-resume `run_id` in a worker (they touch disk and processes)."""
         fix = self.fixes.pop(run_id, None) if verb == "fix" else None
-        self._act(verb, run_id, fix)
+        self._act(verb, run_id, fix.set if fix else overrides)
 
     @work(thread=True, group="control")
-    def _act(self, verb: str, run_id: str, fix=None) -> None:
+    def _act(self, verb: str, run_id: str, overrides: dict | None = None) -> None:
         from lftop import ops
         from lftop.runs.rundir import RunDir, RunLocked
 
@@ -305,13 +338,12 @@ class LftopApp(App):
             if verb == "pause":
                 ops.pause(run)
                 text = f"{run_id}: pause requested, a checkpoint is saved at the next step"
-            elif verb == "resume":
-                _, step = ops.resume(run, self.home)
-                text = f"{run_id}: resumed from step {step}"
-            elif verb == "fix":
-                ops.wait_settled(run, 30)  # a failed run may take a moment to exit
-                _, step = ops.resume(run, self.home, overrides=fix.set)
-                text = f"{run_id}: resumed from step {step} with " + ", ".join(f"{k}={v}" for k, v in fix.set.items())
+            elif verb in ("resume", "fix"):
+                if verb == "fix":
+                    ops.wait_settled(run, 30)  # a failed run may take a moment to exit
+                _, step = ops.resume(run, self.home, overrides=overrides)
+                text = f"{run_id}: resumed from step {step}" + (
+                    " with " + ", ".join(f"{k}={v}" for k, v in overrides.items()) if overrides else "")
             else:
                 count = ops.stop(run)
                 text = f"{run_id}: stopped ({count} processes)"
@@ -346,13 +378,15 @@ class LftopApp(App):
             self.launch_plan(plan)
 
     @work(thread=True, group="control")
-    def launch_plan(self, plan) -> None:
+    def launch_plan(self, plan, fresh: bool = False) -> None:
         """Launch on the placement the launch screen estimated (it already asked about an OOM verdict)."""
         from lftop import ops
 
         try:
-            run = ops.launch(plan, self.home, accept_oom=True)
+            run = ops.launch(plan, self.home, fresh=fresh, accept_oom=True)
             self.post_message(Launched(run.id))
+        except ops.HoldsCheckpoints as exc:
+            self.post_message(LaunchBlocked(plan, exc.owner, str(exc)))
         except ops.Refused as exc:
             self.post_message(ActionDone(str(exc), "error"))
         except Exception as exc:  # e.g. no GPU readable to pick from: say so, keep the app

@@ -10,6 +10,7 @@ from textual.message import Message
 if TYPE_CHECKING:
     from lftop.estimate.advice import Suggestion
     from lftop.gpu.sampler import Sample
+    from lftop.ops import Plan
     from lftop.runs.status import RunStatus
 
 
@@ -70,3 +71,11 @@ class FixFound(ActionDone):
         super().__init__(f"{run}: press f to resume from the last checkpoint with {setting} "
                          f"({fix.per_gpu_gib:.1f} GiB predicted)", "warning")
         self.run, self.fix = run, fix
+
+
+class LaunchBlocked(ActionDone):
+    """The profile's output_dir holds an earlier run's checkpoints: the app asks what to do."""
+
+    def __init__(self, plan: Plan, owner: str | None, text: str) -> None:
+        super().__init__(text, "warning")
+        self.plan, self.owner = plan, owner

@@ -12,7 +12,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Footer, OptionList, Static
+from textual.widgets import Footer, Input, OptionList, Static
 
 from lftop.profiles import Profile, ProfileError, convert, load
 from lftop.tui.messages import Curves
@@ -37,6 +37,50 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def action_answer(self, yes: bool) -> None:
         self.dismiss(yes)
+
+
+class ChoiceScreen(ModalScreen[str | None]):
+    """A question with a few answers, each on its own key; esc answers None."""
+
+    BINDINGS = [Binding("escape", "choose(None)", "Cancel", id="choice.cancel")]
+
+    def __init__(self, question: str, choices: list[tuple[str, str]]) -> None:
+        super().__init__()
+        self.question, self.choices = question, choices
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Static(self.question)
+            yield Static("    ".join(f"[b]{key}[/b] {label}" for key, label in self.choices), classes="hint")
+
+    def on_key(self, event) -> None:
+        if event.key in {key for key, _ in self.choices}:
+            event.stop()
+            self.dismiss(event.key)
+
+    def action_choose(self, key: str | None) -> None:
+        self.dismiss(key)
+
+
+class AskScreen(ModalScreen[str | None]):
+    """One line of input; enter answers it, esc answers None."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="ask.cancel")]
+
+    def __init__(self, question: str, value: str = "") -> None:
+        super().__init__()
+        self.question, self.value = question, value
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Static(self.question)
+            yield Input(self.value, id="answer")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.dismiss(event.value.strip())
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
 
 
 class HelpScreen(ModalScreen[None]):
