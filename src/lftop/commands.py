@@ -14,7 +14,7 @@ from lftop.console import dumps, err
 from lftop.profiles import ProfileError, convert
 from lftop.profiles import load as load_profile
 from lftop.runs import rundir
-from lftop.runs.status import status
+from lftop.runs.status import all_statuses, status
 
 
 def run(args: argparse.Namespace) -> int:
@@ -28,11 +28,14 @@ def run(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             err(str(problem))
         return 1
-    except (ops.Refused, rundir.RunNotFound, rundir.RunLocked, NvmlUnavailable, UnknownEngine) as exc:
+    except (ops.Refused, rundir.RunNotFound, rundir.RunLocked, rundir.UnsafeHome, NvmlUnavailable, UnknownEngine) as exc:
         err(f"lftop: {exc}")
         return 1
     except PermissionError as exc:
         err(f"lftop: {exc.filename}: permission denied (is it another user's? --home chooses your own)")
+        return 1
+    except OSError as exc:  # e.g. a lock file replaced by a symlink (ELOOP), a full disk
+        err(f"lftop: {exc.filename or ''}: {exc.strerror or exc}; nothing was changed")
         return 1
     except KeyboardInterrupt:
         return 130
@@ -171,7 +174,7 @@ def _age(created: float | None) -> str:
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    rows = [status(r) for r in rundir.all_runs(args.home)]
+    rows = all_statuses(rundir.all_runs(args.home))
     if args.json:
         print(dumps([r.to_dict() for r in rows], indent=1))
         return 0
@@ -182,7 +185,9 @@ def cmd_ls(args: argparse.Namespace) -> int:
     for r in rows:
         step = f"{r.step}/{r.total_steps}" if r.step is not None else "-"
         loss = f"{r.loss:.4f}" if r.loss is not None else "-"
-        print(f"{r.id:<36} {r.state:<10} {step:>11} {loss:>8} {_age(r.created):>5}")
+        owner = f"  ({r.owner}'s)" if r.owner and r.owner != _me() else ""
+        problem = f"  {r.problem}" if r.problem else ""
+        print(f"{r.id:<36} {r.state:<10} {step:>11} {loss:>8} {_age(r.created):>5}{owner}{problem}")
     return 0
 
 
@@ -197,6 +202,12 @@ def _peak(run: rundir.RunDir) -> dict | None:
     return {"allocated_gib": round(peak.allocated_gib, 2), "reserved_gib": round(peak.reserved_gib, 2),
             "gpu": peak.gpu, "ranks": peak.ranks, "oom": peak.oom, "near_capacity": peak.near_capacity,
             "predicted_gib": predicted if isinstance(predicted, (int, float)) else None}
+
+
+def _me() -> str:
+    import getpass
+
+    return getpass.getuser()
 
 
 def cmd_show(args: argparse.Namespace) -> int:

@@ -22,6 +22,7 @@ from lftop.runs.state import RunState
 
 _META = {"args": (dict,), "env": (dict,), "output_dir": (str,), "cwd": (str,), "nproc": (int,), "engine": (str,),
          "pid": (int,), "create_time": (float, int), "created": (float, int), "gpus": (str, type(None))}
+_REQUIRED = ("command", "args", "env", "output_dir")
 _NOFOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -95,6 +96,9 @@ class RunDir:
         meta = self.meta()
         if not meta:
             return "run.json is damaged (not a JSON object)"
+        for key in _REQUIRED:
+            if key not in meta:
+                return f"run.json is damaged: it has no {key}"
         for key, kinds in _META.items():
             if key in meta and not isinstance(meta[key], kinds):
                 return f"run.json is damaged: {key} is {type(meta[key]).__name__}, not {kinds[0].__name__}"
@@ -179,11 +183,36 @@ def runs_root(home: Path) -> Path:
     return home / "runs"
 
 
+class UnsafeHome(Exception):
+    """The runs folder could be changed under this user by another one."""
+
+
+def make_runs_root(home: Path) -> Path:
+    """runs/ in `home`: private (0700), or in a shared home (a sticky, world-writable folder such as a team's
+    /shared/lftop made with `mkdir -m 1777`) sticky and world-writable like /tmp, each user's runs private.
+    An existing runs/ that another user owns and could rearrange (not sticky) is refused."""
+    root = runs_root(home)
+    if root.is_dir():
+        st = root.lstat()
+        if st.st_uid not in (os.getuid(), 0) and not st.st_mode & stat.S_ISVTX:
+            raise UnsafeHome(f"{root} belongs to another user and is not sticky (mode 1777): they could move "
+                             "your runs; use a home of your own (--home) or ask them to `chmod 1777` it")
+        return root
+    make_private_dir(home)
+    shared = home.stat().st_mode & (stat.S_ISVTX | 0o002) == (stat.S_ISVTX | 0o002)
+    try:
+        root.mkdir(mode=0o700)
+        os.chmod(root, 0o1777 if shared else 0o700)
+    except FileExistsError:
+        pass
+    return root
+
+
 @contextmanager
 def home_lock(home: Path) -> Iterator[None]:
-    """Held while a run is created or restarted, so two lftops never start two runs into one output_dir."""
-    make_private_dir(runs_root(home))
-    fd = open_private(runs_root(home) / ".launch.lock", os.O_RDWR | os.O_CREAT)
+    """Held while a run is created or restarted, so two of this user's lftops never start two runs into one
+    output_dir. One lock file per user: in a shared home nobody else's lock is ever opened."""
+    fd = open_private(make_runs_root(home) / f".launch-{os.getuid()}.lock", os.O_RDWR | os.O_CREAT)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -193,7 +222,7 @@ def home_lock(home: Path) -> Iterator[None]:
 
 def create(home: Path, name: str) -> RunDir:
     """A new, empty, private run directory named `name-<time>` (with a counter when that exists)."""
-    make_private_dir(runs_root(home))
+    make_runs_root(home)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     run_id, n = f"{name}-{stamp}", 1
     while True:
@@ -209,10 +238,13 @@ def create(home: Path, name: str) -> RunDir:
 
 
 def all_runs(home: Path) -> list[RunDir]:
+    """Every run directory: those with a run.json, and other users' that cannot be looked into."""
     root = runs_root(home)
     if not root.is_dir():
         return []
-    return sorted((RunDir(p) for p in root.iterdir() if (p / "run.json").exists()), key=lambda r: r.id)
+    found = [RunDir(p) for p in root.iterdir() if not p.name.startswith(".") and p.is_dir()
+             and ((p / "run.json").exists() or not os.access(p, os.R_OK | os.X_OK))]
+    return sorted(found, key=lambda r: r.id)
 
 
 class RunNotFound(Exception):

@@ -16,6 +16,7 @@ class RunState(StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     LOST = "lost"  # its processes are gone and nothing recorded why
+    UNKNOWN = "unknown"  # its directory cannot be read (another user's, or damaged): see the run's problem
 
     @classmethod
     def parse(cls, word: str) -> RunState | None:

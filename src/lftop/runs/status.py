@@ -36,6 +36,8 @@ class RunStatus:
     job: str | None = None
     nodes: tuple[Node, ...] = ()
     detail: str | None = None
+    owner: str | None = None  # the user whose run it is
+    problem: str | None = None  # why lftop only reads this run (damaged, or another user's)
 
     def to_dict(self) -> dict:
         return {
@@ -45,6 +47,7 @@ class RunStatus:
             "nproc": self.nproc, "created": self.created, "profile": self.profile, "failure": self.failure,
             "log_tail": self.log_tail, "engine": self.engine, "job": self.job, "detail": self.detail,
             "nodes": [{"name": n.name, "gpus": list(n.gpus)} for n in self.nodes],
+            "owner": self.owner, "problem": self.problem,
         }
 
 
@@ -65,11 +68,35 @@ def _settled(run: RunDir, engine: engines.Engine) -> tuple[RunState, Live]:
     return shown(recorded, live.alive, run.control() == "pause", started), live
 
 
+def _owner(path: Path) -> str | None:
+    import pwd
+
+    try:
+        uid = path.lstat().st_uid
+    except OSError:
+        return None
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
 def status(run: RunDir) -> RunStatus:
+    """The run as any lftop shows it; a damaged or unreadable run gets its problem named, never an exception."""
     meta = run.meta()
-    engine = engines.get(meta.get("engine"))
+    problem = run.problem()
+    try:
+        engine = engines.get(meta.get("engine") if isinstance(meta.get("engine"), str) else None)
+    except engines.UnknownEngine as exc:
+        engine, problem = engines.get(None), problem or f"run.json: {exc}"
+    if not meta:
+        return RunStatus(id=run.id, state=RunState.UNKNOWN, alive=False, process=None, step=None, total_steps=None,
+                         loss=None, checkpoints=[], output_dir="", log=str(run.log), gpus=None, nproc=1, created=None,
+                         profile="", owner=_owner(run.path), problem=problem)
     state, live = _settled(run, engine)
-    output_dir = Path(str(meta.get("output_dir") or run.path / "output"))
+    recorded_dir = meta.get("output_dir")
+    output_dir = Path(recorded_dir) if isinstance(recorded_dir, str) and Path(recorded_dir).is_absolute() \
+        else run.path / "output"
     progress = tail_progress(output_dir / "trainer_log.jsonl")
     events = run.events()
     failure = next((e for e in reversed(events) if e.get("event") == "failed"), None) \
@@ -84,5 +111,21 @@ def status(run: RunDir) -> RunStatus:
         created=meta.get("created") if isinstance(meta.get("created"), (int, float)) else None,
         profile=str(meta.get("profile", "")), failure=failure,
         log_tail=_log_tail(run.log) if state in (RunState.LOST, RunState.FAILED) else [],
-        engine=engine.name, job=live.job, nodes=live.nodes, detail=live.detail,
+        engine=engine.name, job=live.job, nodes=live.nodes, detail=live.detail, owner=_owner(run.path),
+        problem=problem,
     )
+
+
+def all_statuses(runs: list[RunDir]) -> list[RunStatus]:
+    """Every run's status; one that cannot be read for a reason no check foresaw is listed with that reason,
+    and never hides the others."""
+    found = []
+    for run in runs:
+        try:
+            found.append(status(run))
+        except Exception as exc:  # noqa: BLE001 -- one bad run directory must not take the list down
+            found.append(RunStatus(id=run.id, state=RunState.UNKNOWN, alive=False, process=None, step=None,
+                                   total_steps=None, loss=None, checkpoints=[], output_dir="", log=str(run.log),
+                                   gpus=None, nproc=1, created=None, profile="",
+                                   problem=f"cannot be read: {type(exc).__name__}: {exc}"))
+    return found

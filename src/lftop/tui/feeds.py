@@ -11,7 +11,7 @@ from lftop.logs.follower import last_lines
 from lftop.logs.history import RunLogs
 from lftop.runs.process import ProcessRef
 from lftop.runs.rundir import all_runs
-from lftop.runs.status import RunStatus, status
+from lftop.runs.status import RunStatus, all_statuses
 from lftop.tui.messages import Curves, GpuSampled, LogPolled, RunsPolled
 
 TAIL_LINES = 2000
@@ -30,7 +30,7 @@ class RunsFeed:
         self.thread = Sampler(self._poll, self._deliver, interval)
 
     def _poll(self) -> list:
-        statuses = [status(r) for r in all_runs(self.home)]
+        statuses = all_statuses(all_runs(self.home))
         with self._lock:
             self.runs = [(s.id, s.process) for s in statuses if s.process is not None]
         messages: list = [RunsPolled(statuses)]

@@ -166,5 +166,5 @@ def progress(step: int | None, total: int | None, width: int = 10) -> Text:
 STATE_STYLE = {
     RunState.RUNNING: "bold green", RunState.STARTING: "cyan", RunState.PAUSING: "yellow", RunState.PAUSED: "yellow",
     RunState.STOPPING: "dim", RunState.FINISHING: "blue", RunState.COMPLETED: "blue", RunState.FAILED: "bold red",
-    RunState.LOST: "bold red", RunState.STOPPED: "dim",
+    RunState.LOST: "bold red", RunState.STOPPED: "dim", RunState.UNKNOWN: "red",
 }
