@@ -9,6 +9,8 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from lftop.profiles.problems import shown
+
 ENGINES = ("local", "slurm")
 MAX_COUNT = 4096  # GPUs, ranks or nodes: more is a typo
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -30,16 +32,6 @@ class Launch:
     account: str | None = None
     sbatch: tuple[str, ...] = ()
     stall_after: float | None = None  # seconds without a new log line before a run counts as stalled
-
-
-def shown(value: object) -> str:
-    """A value for a message: short, and never recursing into deep structures."""
-    if isinstance(value, dict):
-        return "a table"
-    if isinstance(value, list):
-        return "a list"
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _count(low: int) -> Callable[[object], str | None]:

@@ -11,8 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lftop.profiles import tomlfile
-from lftop.profiles.launch import shown
-from lftop.profiles.problems import Problem, ProfileError
+from lftop.profiles.problems import Problem, ProfileError, shown
 
 MAX_EXTENDS = 32  # profiles in one chain
 MAX_NESTING = 16  # lists and tables inside a value; LLaMA-Factory's arguments are flat

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lftop.profiles import launch, loader, schema
-from lftop.profiles.launch import Launch, shown
-from lftop.profiles.problems import Problem, ProfileError
+from lftop.profiles.launch import Launch
+from lftop.profiles.problems import Problem, ProfileError, shown
 
 REQUIRED = ("model_name_or_path", "stage", "output_dir")
 PATH_KEYS = ("model_name_or_path", "output_dir", "dataset_dir", "deepspeed", "adapter_name_or_path", "cache_dir")
