@@ -170,7 +170,8 @@ def test_validate_reports_every_bad_profile_and_still_passes_the_good_ones(tmp_p
            write(tmp_path, b"\xff\xfe[train]\n", "d.toml"),
            tmp_path / "pipe.toml", tmp_path / "missing.toml"]
     good = [PROFILES / "demo-cpu.toml", write(tmp_path, GOOD, "z.toml")]
-    result = subprocess.run([sys.executable, "-m", "lftop", "validate", *map(str, [bad[0], good[0], *bad[1:], good[1]])],
+    order = [bad[0], good[0], *bad[1:], good[1]]
+    result = subprocess.run([sys.executable, "-m", "lftop", "validate", *map(str, order)],
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
@@ -178,5 +179,5 @@ def test_validate_reports_every_bad_profile_and_still_passes_the_good_ones(tmp_p
         assert f"{path}: ok" in result.stdout
     for path, said in zip(bad, ["a.toml:1: profile: expected a table", "b.toml:2: extends: pipe.toml: a FIFO",
                                 "c.toml: arrays or inline tables nested too deeply", "d.toml:1: not UTF-8 text",
-                                "pipe.toml: a FIFO, not a file", "missing.toml: no such file"]):
+                                "pipe.toml: a FIFO, not a file", "missing.toml: no such file"], strict=True):
         assert said in result.stderr, (path, result.stderr)

@@ -80,7 +80,8 @@ def _sbatch(value: object) -> str | None:
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return None
     if isinstance(value, str):
-        return f'expected a list of strings, one option each, like ["--qos=high"]; a string is not split: {shown(value)}'
+        return (f'expected a list of strings, one option each, like ["--qos=high"]; a string is not split: '
+                f"{shown(value)}")
     return f"expected a list of strings, got {shown(value)}"
 
 

@@ -85,8 +85,9 @@ def _check_train(raw: loader.RawProfile, train: dict, fields: dict[str, schema.F
         elif message := _type_error(spec.kind, value):
             problems.append(Problem(path, line, message, key))
         elif spec.choices is not None and str(value) not in spec.choices:
-            shown = ", ".join(spec.choices[:12]) + (", ..." if len(spec.choices) > 12 else "")
-            problems.append(Problem(path, line, f"{value!r} is not one of {shown}" + _suggest(str(value), spec.choices), key))
+            listed = ", ".join(spec.choices[:12]) + (", ..." if len(spec.choices) > 12 else "")
+            message = f"{shown(value)} is not one of {listed}" + _suggest(str(value), spec.choices)
+            problems.append(Problem(path, line, message, key))
     for key in () if partial else REQUIRED:
         if key not in train:
             path, line = raw.where("train")
@@ -116,7 +117,8 @@ def _warnings(raw: loader.RawProfile, train: dict) -> list[Problem]:
             warn("overwrite_output_dir", f"{out} holds checkpoints: this deletes trainer_log.jsonl and disables resume")
     if train.get("save_only_model") is True:
         warn("save_only_model", "checkpoints lack optimizer and scheduler state, so no exact resume is possible")
-    if train.get("finetuning_type", "lora") == "lora" and isinstance(train.get("lora_rank"), int) and train["lora_rank"] < 8:
+    rank = train.get("lora_rank")
+    if train.get("finetuning_type", "lora") == "lora" and isinstance(rank, int) and rank < 8:
         warn("lora_rank", f"{train['lora_rank']} is below 8: usually too small to learn the task; 8 to 64 is common")
     return found
 
