@@ -1,5 +1,6 @@
 """Damaged, hostile or odd profiles: each is one named problem at FILE:LINE, never a traceback or a hang."""
 
+import dataclasses
 import os
 import stat
 import subprocess
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import PROFILES
 
-from lftop.profiles import Launch, ProfileError, load
+from lftop.profiles import Launch, ProfileError, launch, load
 
 GOOD = '[train]\nmodel_name_or_path = "m"\nstage = "sft"\noutput_dir = "out"\nlogging_steps = 5\n'
 
@@ -31,12 +32,13 @@ def problems(path: Path) -> list[str]:
     ('profile = ["a"]\n' + GOOD, "p.toml:1: profile: expected a table, got a list"),
     ("launch = 3\n" + GOOD, "p.toml:1: launch: expected a table, got 3"),
     ('train = "x"\n', "p.toml:1: train: expected a table, got 'x'"),
+    ('[profile]\ndescription = "x"\n[[train]]\nstage = "sft"\n', "p.toml:3: train: expected a table, got a list"),
     ('[profile]\nextends = 5\n' + GOOD, "p.toml:2: extends: expected the path of a profile"),
     ('[profile]\nabstract = "yes"\n' + GOOD, "p.toml:2: abstract: expected true or false"),
     (GOOD + 'template = "a\\u0000b"\n', "p.toml:6: template: contains a NUL character"),
     (GOOD + 'learning_rate = nan\n', "p.toml:6: learning_rate: expected a finite number, got nan"),
-    (GOOD + "x = " + "[" * 5000 + "]" * 5000 + "\n", "p.toml: arrays or inline tables nested too deeply"),
-    (GOOD + "x = " + "{a=" * 5000 + "1" + "}" * 5000 + "\n", "p.toml: arrays or inline tables nested too deeply"),
+    (GOOD + "x = " + "[" * 5000 + "]" * 5000 + "\n", "p.toml:6: arrays or inline tables nested too deeply"),
+    (GOOD + "x = " + "{a=" * 5000 + "1" + "}" * 5000 + "\n", "p.toml:6: arrays or inline tables nested too deeply"),
     (GOOD + "x = " + "[" * 40 + "]" * 40 + "\n", "p.toml:6: x: lists or tables nested more than 16 deep"),
     (b'[train]\nstage = "s\xff\xfeft"\n', "p.toml:2: not UTF-8 text: byte 0xff; save the file as UTF-8"),
 ])
@@ -146,6 +148,11 @@ def test_a_python_that_is_not_executable_is_named(tmp_path):
                                "llamafactory installed (`which python` in its environment)")]
 
 
+def test_every_launch_key_is_a_field_of_launch():
+    """KEYS is the schema; a key checked there but missing from Launch would fail when the profile is built."""
+    assert set(launch.KEYS) == {f.name for f in dataclasses.fields(Launch)}
+
+
 def test_launch_values_that_pass_reach_the_profile(tmp_path):
     python = tmp_path / "bin" / "python"
     python.parent.mkdir()
@@ -178,6 +185,6 @@ def test_validate_reports_every_bad_profile_and_still_passes_the_good_ones(tmp_p
     for path in good:
         assert f"{path}: ok" in result.stdout
     for path, said in zip(bad, ["a.toml:1: profile: expected a table", "b.toml:2: extends: pipe.toml: a FIFO",
-                                "c.toml: arrays or inline tables nested too deeply", "d.toml:1: not UTF-8 text",
+                                "c.toml:6: arrays or inline tables nested too deeply", "d.toml:1: not UTF-8 text",
                                 "pipe.toml: a FIFO, not a file", "missing.toml: no such file"], strict=True):
         assert said in result.stderr, (path, result.stderr)

@@ -15,7 +15,7 @@ from lftop.profiles.problems import Problem, ProfileError, shown
 
 MAX_EXTENDS = 32  # profiles in one chain
 MAX_NESTING = 16  # lists and tables inside a value; LLaMA-Factory's arguments are flat
-_HEADER = re.compile(r"^\s*\[\s*([A-Za-z0-9_.\-\"' ]+?)\s*\]\s*(#.*)?$")
+_HEADER = re.compile(r"^\s*\[\[?\s*([A-Za-z0-9_.\-\"' ]+?)\s*\]\]?\s*(#.*)?$")  # [table] or [[array]]
 _KEY = re.compile(r"""^\s*("[^"]*"|'[^']*'|[A-Za-z0-9_\-]+)\s*=""")
 OWN = ("extends", "abstract")  # [profile] keys of one file, never inherited
 
@@ -100,7 +100,8 @@ def _read(path: Path, stack: tuple[Path, ...], extended_from: tuple[Path, int | 
     raw.chain = [*raw.chain, path]
     for table, values in data.items():
         if not isinstance(values, dict):
-            raw.problems.append(Problem(path, lines.get(("", table)), f"expected a table, got {shown(values)}; "
+            line = lines.get(("", table)) or lines.get((table, ""))
+            raw.problems.append(Problem(path, line, f"expected a table, got {shown(values)}; "
                                         f"write [{table}] with its keys on the lines below", table))
             continue
         raw.origin[(table, "")] = (path, lines.get((table, "")))

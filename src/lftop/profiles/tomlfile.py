@@ -99,7 +99,18 @@ def parse(data: bytes) -> tuple[dict, str]:
         message = _TOML_POS.sub("", str(exc)).strip()
         raise TomlError(f"TOML syntax error: {message}" + (f" (column {col})" if col else ""), line) from None
     except RecursionError:
-        raise TomlError("arrays or inline tables nested too deeply for the TOML parser") from None
+        raise TomlError("arrays or inline tables nested too deeply for the TOML parser", _deep_line(text)) from None
+
+
+def _deep_line(text: str, depth: int = 100) -> int | None:
+    """The line where brackets first open `depth` deep (counted plainly, strings and all): where the parser gave up."""
+    level = 0
+    for number, line in enumerate(text.splitlines(), 1):
+        for char in line:
+            level += (char in "[{") - (char in "]}")
+            if level >= depth:
+                return number
+    return None
 
 
 def read(path: Path, limit: int = MAX_BYTES) -> tuple[dict, str]:
