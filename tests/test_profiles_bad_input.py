@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import PROFILES
 
+from conftest import PROFILES
 from lftop.profiles import Launch, ProfileError, launch, load
 
 GOOD = '[train]\nmodel_name_or_path = "m"\nstage = "sft"\noutput_dir = "out"\nlogging_steps = 5\n'

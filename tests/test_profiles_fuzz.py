@@ -14,10 +14,10 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tomlgen import dumps, table, values
 
 from lftop import commands
 from lftop.profiles import Profile, ProfileError, convert, launch, load, schema
+from tomlgen import dumps, table, values
 
 FUZZ = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 GOOD = '[train]\nmodel_name_or_path = "m"\nstage = "sft"\noutput_dir = "out"\nlogging_steps = 5\n'

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 
@@ -82,15 +81,6 @@ def test_the_command_lines_interval_is_checked_too(home):
     assert s.interval == 1.0
     assert s.problems == ["--interval: inf is out of range: above 0 and at most 3600 seconds; using 1"]
     assert settings.load(home, 0.25, None, THEMES, APP_IDS).interval == 0.25
-
-
-@pytest.mark.parametrize("text", ["inf", "nan", "-1", "0", "1e9", "x", ""])
-def test_interval_arg_refuses_what_would_freeze_the_dashboard(text):
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--interval", type=settings.interval_arg)
-    with pytest.raises(argparse.ArgumentTypeError, match="seconds"):
-        settings.interval_arg(text)
-    assert parser.parse_args(["--interval", "0.5"]).interval == 0.5
 
 
 def test_every_screens_binding_ids_are_known_from_the_classes():

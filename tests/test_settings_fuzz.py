@@ -9,10 +9,10 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tomlgen import dumps, table, values
 
 from lftop.tui import settings as lftop_settings
 from lftop.tui.app import LftopApp
+from tomlgen import dumps, table, values
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 THEMES = ["lftop-dark", "lftop-light", "lftop-mono"]

@@ -43,16 +43,6 @@ def refresh_interval(value: object) -> float:
     return seconds
 
 
-def interval_arg(text: str) -> float:
-    """`type=` for an argparse `--interval`: `refresh_interval`, its ValueError made a usage error with the reason."""
-    import argparse
-
-    try:
-        return refresh_interval(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def load(home: Path, interval: float, theme: str | None, themes: list[str], binding_ids: list[str]) -> Settings:
     """`interval` 0 and `theme` None: config.toml's ([ui] interval, theme), else the defaults; [keys] remaps,
     by the ids in `binding_ids` or of any lftop screen; [notify] command is an argv list."""
