@@ -93,7 +93,7 @@ def _seconds(value: object) -> str | None:
     return None
 
 
-def _python(value: object) -> str | None:
+def check_python(value: object) -> str | None:
     """An interpreter that exists and is executable: a path (relative to where lftop runs) or a name on PATH.
 
     Whether it can import llamafactory is not checked here: that imports torch, seconds per profile, so
@@ -113,7 +113,7 @@ def _python(value: object) -> str | None:
 KEYS: dict[str, Callable[[object], str | None]] = {
     "gpus": _gpus,
     "nproc": _count(1),
-    "python": _python,
+    "python": check_python,
     "env": _env,
     "engine": _engine,
     "nodes": _count(1),
