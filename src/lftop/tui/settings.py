@@ -7,7 +7,6 @@ the default is used instead; loading never raises.
 
 from __future__ import annotations
 
-import difflib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -165,5 +164,7 @@ def _flat(table: dict, prefix: str = "", depth: int = 0) -> dict:
 
 
 def _near(word: str, choices: list[str]) -> str:
+    import difflib
+
     close = difflib.get_close_matches(word, choices, n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
