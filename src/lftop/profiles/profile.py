@@ -119,7 +119,7 @@ def _warnings(raw: loader.RawProfile, train: dict) -> list[Problem]:
         warn("save_only_model", "checkpoints lack optimizer and scheduler state, so no exact resume is possible")
     rank = train.get("lora_rank")
     if train.get("finetuning_type", "lora") == "lora" and isinstance(rank, int) and rank < 8:
-        warn("lora_rank", f"{train['lora_rank']} is below 8: usually too small to learn the task; 8 to 64 is common")
+        warn("lora_rank", f"{rank} is below 8: usually too small to learn the task; 8 to 64 is common")
     return found
 
 
