@@ -80,12 +80,14 @@ def test_all_mistakes_of_a_file_at_once(tmp_path):
 
 def test_extends_merges_key_by_key_and_reports_the_parents_line(tmp_path):
     write(tmp_path, '[train]\nstage = "sft"\nlora_rnak = 8\nlogging_steps = 1\n', "base.toml")
-    child = write(tmp_path, '[profile]\nextends = "base.toml"\n[train]\nmodel_name_or_path = "m"\noutput_dir = "o"\nlogging_steps = 7\n')
+    child = write(tmp_path, '[profile]\nextends = "base.toml"\n[train]\nmodel_name_or_path = "m"\noutput_dir = "o"\n'
+                            "logging_steps = 7\n")
     (message,) = errors(child)
     assert message.startswith(f"{tmp_path / 'base.toml'}:3: lora_rnak")
     (tmp_path / "base.toml").write_text('[train]\nstage = "sft"\nlogging_steps = 1\ncutoff_len = 64\n')
     profile = load(child)
-    assert profile.train == {"stage": "sft", "logging_steps": 7, "cutoff_len": 64, "model_name_or_path": "m", "output_dir": "o"}
+    assert profile.train == {"stage": "sft", "logging_steps": 7, "cutoff_len": 64, "model_name_or_path": "m",
+                             "output_dir": "o"}
 
 
 def test_extends_cycle_is_an_error(tmp_path):
@@ -105,7 +107,8 @@ def test_warnings_for_the_fields_traps(tmp_path):
 
 
 def test_effective_batch_and_yaml(tmp_path):
-    path = write(tmp_path, GOOD + 'per_device_train_batch_size = 2\ngradient_accumulation_steps = 4\n[launch]\ngpus = "0,1"\n')
+    path = write(tmp_path, GOOD + "per_device_train_batch_size = 2\ngradient_accumulation_steps = 4\n"
+                               '[launch]\ngpus = "0,1"\n')
     profile = load(path)
     assert profile.effective_batch() == 16
     yaml = convert.to_yaml(profile.args())

@@ -6,6 +6,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+def shown(value: object) -> str:
+    """A value for a message: short, and never recursing into deep structures."""
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "a list"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 @dataclass(frozen=True)
 class Problem:
     path: Path

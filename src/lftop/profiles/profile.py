@@ -3,29 +3,19 @@
 from __future__ import annotations
 
 import difflib
+import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from lftop.profiles import loader, schema
-from lftop.profiles.problems import Problem, ProfileError
+from lftop.profiles import launch, loader, schema
+from lftop.profiles.launch import Launch
+from lftop.profiles.problems import Problem, ProfileError, shown
 
 REQUIRED = ("model_name_or_path", "stage", "output_dir")
 PATH_KEYS = ("model_name_or_path", "output_dir", "dataset_dir", "deepspeed", "adapter_name_or_path", "cache_dir")
-_TABLES = {
-    "profile": {"description": "str", "extends": "str", "abstract": "bool"},
-    "launch": {"gpus": "gpus", "python": "str", "env": "env", "nproc": "int", "engine": "str"},
-    "train": None,
-}
-
-
-@dataclass(frozen=True)
-class Launch:
-    gpus: str | int | None = None  # CUDA_VISIBLE_DEVICES, "all", or a count of least-used GPUs
-    python: str | None = None
-    env: dict[str, str] = field(default_factory=dict)
-    nproc: int | None = None
-    engine: str = "local"  # where the run executes: lftop.runs.engines
+_PROFILE_KEYS = {"description": launch.string}  # extends and abstract are read by the loader
+_TABLES = {"profile": _PROFILE_KEYS, "launch": launch.KEYS, "train": None}
 
 
 @dataclass(frozen=True)
@@ -70,29 +60,22 @@ def _suggest(word: str, choices) -> str:
 
 
 def _type_error(kind: str, value: object) -> str | None:
+    """None when a `[train]` value has the schema's kind (bool, int, float, str or any)."""
     ok = {
         "bool": isinstance(value, bool),
         "int": isinstance(value, int) and not isinstance(value, bool),
-        "float": isinstance(value, (int, float)) and not isinstance(value, bool),
+        "float": isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value),
         "str": isinstance(value, str),
-        "env": isinstance(value, dict) and all(isinstance(v, str) for v in value.values()),
-        "gpus": isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool) and value > 0),
         "any": True,
     }[kind]
     if ok:
         return None
-    expected = {
-        "bool": "true or false",
-        "int": "an integer",
-        "float": "a number",
-        "str": "a string",
-        "env": "a table of strings",
-        "gpus": 'a device list like "0,1", "all", or a positive count',
-    }[kind]
-    return f"expected {expected}, got {value!r}"
+    expected = {"bool": "true or false", "int": "an integer", "float": "a finite number", "str": "a string"}[kind]
+    return f"expected {expected}, got {shown(value)}"
 
 
-def _check_train(raw: loader.RawProfile, train: dict, fields: dict[str, schema.Field], abstract: bool) -> list[Problem]:
+def _check_train(raw: loader.RawProfile, train: dict, fields: dict[str, schema.Field], partial: bool) -> list[Problem]:
+    """Each key known, of its type and among its choices; the required keys too unless the profile is `partial`."""
     problems = []
     for key, value in train.items():
         path, line = raw.where("train", key)
@@ -102,13 +85,21 @@ def _check_train(raw: loader.RawProfile, train: dict, fields: dict[str, schema.F
         elif message := _type_error(spec.kind, value):
             problems.append(Problem(path, line, message, key))
         elif spec.choices is not None and str(value) not in spec.choices:
-            shown = ", ".join(spec.choices[:12]) + (", ..." if len(spec.choices) > 12 else "")
-            problems.append(Problem(path, line, f"{value!r} is not one of {shown}" + _suggest(str(value), spec.choices), key))
-    for key in () if abstract else REQUIRED:
+            listed = ", ".join(spec.choices[:12]) + (", ..." if len(spec.choices) > 12 else "")
+            message = f"{shown(value)} is not one of {listed}" + _suggest(str(value), spec.choices)
+            problems.append(Problem(path, line, message, key))
+    for key in () if partial else REQUIRED:
         if key not in train:
             path, line = raw.where("train")
             problems.append(Problem(path, line, "missing required key", key))
     return problems
+
+
+def _has_checkpoints(out: Path) -> bool:
+    try:
+        return out.is_dir() and any(p.name.startswith("checkpoint-") for p in out.iterdir())
+    except OSError:  # unreadable, or a name too long: nothing known to lose
+        return False
 
 
 def _warnings(raw: loader.RawProfile, train: dict) -> list[Problem]:
@@ -122,55 +113,52 @@ def _warnings(raw: loader.RawProfile, train: dict) -> list[Problem]:
         warn("logging_steps", "unset: LLaMA-Factory then logs every 500 steps, so no loss curve for hours; try 5 or 10")
     if train.get("overwrite_output_dir") is True and "output_dir" in train:
         out = Path(str(_expand(train["output_dir"])))
-        if out.is_dir() and any(p.name.startswith("checkpoint-") for p in out.iterdir()):
+        if _has_checkpoints(out):
             warn("overwrite_output_dir", f"{out} holds checkpoints: this deletes trainer_log.jsonl and disables resume")
     if train.get("save_only_model") is True:
         warn("save_only_model", "checkpoints lack optimizer and scheduler state, so no exact resume is possible")
-    if train.get("finetuning_type", "lora") == "lora" and isinstance(train.get("lora_rank"), int) and train["lora_rank"] < 8:
-        warn("lora_rank", f"{train['lora_rank']} is below 8: usually too small to learn the task; 8 to 64 is common")
+    rank = train.get("lora_rank")
+    if train.get("finetuning_type", "lora") == "lora" and isinstance(rank, int) and rank < 8:
+        warn("lora_rank", f"{rank} is below 8: usually too small to learn the task; 8 to 64 is common")
     return found
 
 
-def load(path: str | os.PathLike[str]) -> Profile:
-    """Read and validate a profile; raises ProfileError listing every mistake found."""
-    raw = loader.read(Path(path))
-    problems: list[Problem] = []
+def _check_tables(raw: loader.RawProfile) -> list[Problem]:
+    problems = []
     for table, values in raw.tables.items():
         tpath, tline = raw.where(table)
         if table not in _TABLES:
             problems.append(Problem(tpath, tline, "unknown table" + _suggest(table, _TABLES), f"[{table}]"))
             continue
-        if not isinstance(values, dict):
-            problems.append(Problem(tpath, tline, "expected a table", table))
-            continue
-        if _TABLES[table] is None:
+        checks = _TABLES[table]
+        if checks is None:
             continue
         for key, value in values.items():
             kpath, kline = raw.where(table, key)
-            kind = _TABLES[table].get(key)
-            if kind is None:
-                problems.append(Problem(kpath, kline, f"unknown key in [{table}]" + _suggest(key, _TABLES[table]), key))
-            elif message := _type_error(kind, value):
+            check = checks.get(key)
+            if check is None:
+                known = [*checks, *loader.OWN] if table == "profile" else checks
+                problems.append(Problem(kpath, kline, f"unknown key in [{table}]" + _suggest(key, known), key))
+            elif message := check(value):
                 problems.append(Problem(kpath, kline, message, key))
-    train = raw.tables.get("train", {}) if isinstance(raw.tables.get("train"), dict) else {}
-    abstract = raw.abstract
-    problems += _check_train(raw, train, schema.load().fields, abstract)
-    launch = raw.tables.get("launch", {}) if isinstance(raw.tables.get("launch"), dict) else {}
-    if isinstance(launch.get("nproc"), int) and launch["nproc"] < 1:
-        problems.append(Problem(*raw.where("launch", "nproc"), "must be at least 1", "nproc"))
+    return problems
+
+
+def load(path: str | os.PathLike[str]) -> Profile:
+    """Read and validate a profile; raises ProfileError (and nothing else) listing every mistake found.
+
+    Its ancestors' mistakes are listed too; when one cannot be read, required keys are not asked for."""
+    raw = loader.read(Path(path))
+    train = raw.tables.get("train", {})
+    problems = raw.problems + _check_tables(raw)
+    problems += _check_train(raw, train, schema.load().fields, raw.abstract or raw.broken)
     if problems:
         raise ProfileError(sorted(problems, key=lambda p: (str(p.path), p.line or 0)))
-    meta = raw.tables.get("profile", {})
     return Profile(
         path=raw.path,
-        description=str(meta.get("description", "")),
-        launch=Launch(
-            gpus=launch.get("gpus"),
-            python=launch.get("python"),
-            env=dict(launch.get("env", {})),
-            nproc=launch.get("nproc"),
-        ),
+        description=raw.tables.get("profile", {}).get("description", ""),
+        launch=launch.build(raw.tables.get("launch", {})),
         train=dict(train),
-        warnings=() if abstract else tuple(_warnings(raw, train)),
-        abstract=abstract,
+        warnings=() if raw.abstract else tuple(_warnings(raw, train)),
+        abstract=raw.abstract,
     )

@@ -90,8 +90,9 @@ def from_llamafactory() -> Schema:
 
 
 def to_json(schema: Schema) -> str:
+    fields = {n: dataclasses.asdict(f) for n, f in sorted(schema.fields.items())}
     return json.dumps(
-        {"llamafactory": schema.version, "fields": {n: dataclasses.asdict(f) for n, f in sorted(schema.fields.items())}},
+        {"llamafactory": schema.version, "fields": fields},
         indent=1,
         sort_keys=True,
     )
