@@ -109,7 +109,7 @@ def test_a_missing_interpreter_is_refused_before_anything_starts(lftop, tmp_path
     profile = stand_in_profile(tmp_path, str(tmp_path / "out"))
     profile.write_text(profile.read_text().replace(str(tmp_path / "trainer"), "pyhton3"))
     result = lftop("launch", str(profile), check=False)
-    assert result.returncode == 1 and "'pyhton3' is not an executable" in result.stderr
+    assert result.returncode == 1 and "pyhton3: not found on PATH" in result.stderr and "p.toml:3" in result.stderr
     assert "Traceback" not in result.stderr and all_runs(lftop.home) == []
 
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from lftop import __version__, paths
 from lftop.console import err
+from lftop.units import MAX_INTERVAL
 
 if TYPE_CHECKING:
     import argparse
@@ -23,7 +24,6 @@ if TYPE_CHECKING:
 # The top-level options' defaults: the parser's, and the arguments of a bare `lftop`.
 APP_DEFAULTS = {"command": None, "home": None, "simulate": None, "readonly": False, "interval": 0.0, "theme": None,
                 "no_mouse": False}
-MAX_INTERVAL = 3600.0
 
 
 def _number(text: str, low: float, what: str, strict: bool = True, high: float = math.inf) -> float:

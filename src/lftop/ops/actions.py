@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 from pathlib import Path
 
 from lftop.ops.plan import Plan
 from lftop.profiles import convert
+from lftop.profiles.launch import check_python
 from lftop.runs import checkpoints, engines, rundir
 from lftop.runs.engines.local import training_command
 from lftop.runs.rundir import RunDir, home_lock
@@ -64,12 +63,8 @@ def _busy(home: Path, output_dir: Path, but: str | None = None) -> RunDir | None
 
 
 def _check_interpreter(python: str | None) -> None:
-    if python is None:
-        return
-    found = shutil.which(python)
-    if found is None or not os.access(found, os.X_OK):
-        raise Refused(f"[launch] python = {python!r} is not an executable (check the path to the environment "
-                      "that has llamafactory)")
+    if python is not None and (why := check_python(python)):
+        raise Refused(f"[launch] python: {why}")
 
 
 def launch(plan: Plan, home: Path, fresh: bool = False, accept_oom: bool = False) -> RunDir:

@@ -13,10 +13,10 @@ from pathlib import Path
 
 from lftop.profiles import tomlfile
 from lftop.profiles.problems import shown
+from lftop.units import MAX_INTERVAL
 
 DEFAULT_THEME = "lftop-dark"
 DEFAULT_INTERVAL = 1.0
-MAX_INTERVAL = 3600.0
 SECTIONS = {"ui": ("theme", "interval"), "keys": None, "notify": ("command",)}  # None: any key
 
 
