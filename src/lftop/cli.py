@@ -132,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("profile")
     p.add_argument("--gpus", help='CUDA_VISIBLE_DEVICES for this run, e.g. "0,1"')
     p.add_argument("--force", action="store_true", help="start over where checkpoints exist; launch past an OOM verdict")
+    p.add_argument("--queue", action="store_true", help="wait until it fits its GPUs, then start by itself")
     p.add_argument("--json", action="store_true")
 
     p = command("pause", "save a checkpoint at the next step end, then exit and free the GPUs")

@@ -119,12 +119,15 @@ def cmd_launch(args: argparse.Namespace) -> int:
     elif plan.verdict == "tight":
         err(f"estimate: {plan.report.per_gpu_gib:.1f} GiB of {plan.report.capacity_gib:.1f} GiB free: tight")
     try:
-        run = ops.launch(plan, args.home, fresh=args.force, accept_oom=args.force)
+        run = ops.launch(plan, args.home, fresh=args.force, accept_oom=args.force, queue=args.queue)
     except ops.PredictedOOM as exc:
         err("\n".join(_describe_plan(exc.plan)))
         raise
+    queued = status(run).state == "queued"
     if args.json:
-        print(dumps({"run": run.id, "pid": run.meta().get("pid"), "run_dir": str(run.path)}))
+        print(dumps({"run": run.id, "pid": run.meta().get("pid"), "run_dir": str(run.path), "queued": queued}))
+    elif queued:
+        print(f"queued {run.id}: it starts by itself when it fits ({status(run).detail or 'see lftop ls'})")
     else:
         print(f"launched {run.id}: log {run.log}")
         print(f"  lftop show {run.id}   lftop pause {run.id}   lftop stop {run.id}")
@@ -186,7 +189,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
         step = f"{r.step}/{r.total_steps}" if r.step is not None else "-"
         loss = f"{r.loss:.4f}" if r.loss is not None else "-"
         owner = f"  ({r.owner}'s)" if r.owner and r.owner != _me() else ""
-        problem = f"  {r.problem}" if r.problem else ""
+        problem = f"  {r.problem}" if r.problem else f"  {r.detail}" if r.detail else ""
         print(f"{r.id:<36} {r.state:<10} {step:>11} {loss:>8} {_age(r.created):>5}{owner}{problem}")
     return 0
 

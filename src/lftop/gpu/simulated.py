@@ -1,8 +1,8 @@
 """A simulated `pynvml`: the NVML boundary for the demo and the tests, on machines without a GPU.
 
 It answers the pynvml calls lftop makes, with pynvml's own exception classes. Its devices idle until
-a run lftop started is alive on them: then memory fills and utilisation rises, and both fall back
-when the run pauses or ends. Failures on demand: fields that read as not supported, a lost GPU.
+a run lftop started is alive on them: then memory fills (to the run's predicted peak, when run.json has one)
+and utilisation rises, and both fall back when the run pauses or ends. Failures on demand: fields that read as not supported, a lost GPU.
 
 LFTOP_SIMULATE="COUNT[,model=NAME][,mem=GIB][,na=fan+power][,lost=INDEX]" (e.g. "8,model=H100,mem=80").
 """
@@ -42,6 +42,7 @@ class Load:
 
     pids: list[int] = field(default_factory=list)
     since: float = 0.0
+    held: dict[int, int] = field(default_factory=dict)  # pid -> bytes, for runs whose run.json predicts a peak
 
 
 class SimulatedNvml:
@@ -95,9 +96,13 @@ class SimulatedNvml:
                 workers = [c.pid for c in proc.children(recursive=True)] or [proc.pid]
             except Exception:
                 continue
+            predicted = meta.get("predicted_gib")
             for i, token in enumerate(t for t in str(meta["gpus"]).split(",") if t.strip().isdigit()):
                 load = loads.setdefault(int(token), Load(since=proc.create_time()))
-                load.pids.append(workers[min(i, len(workers) - 1)])
+                pid = workers[min(i, len(workers) - 1)]
+                load.pids.append(pid)
+                if isinstance(predicted, (int, float)) and predicted > 0:
+                    load.held[pid] = int(predicted * GIB)  # a run holds its predicted peak from its start
         self._loads = loads
 
     def _load(self, index: int) -> Load:
@@ -105,7 +110,7 @@ class SimulatedNvml:
             self._refresh_loads()
             load = self._loads.get(index, Load())
         if index in self.external:
-            load = Load(load.pids + self.external[index], load.since or time.time() - 60)
+            load = Load(load.pids + self.external[index], load.since or time.time() - 60, load.held)
         return load
 
     def _busy(self, index: int) -> float:
@@ -164,7 +169,7 @@ class SimulatedNvml:
         if not load.pids:
             return {}
         each = int(self.total * 0.7 * self._busy(h) / len(load.pids))
-        return {pid: each for pid in load.pids}
+        return {pid: load.held.get(pid, each) for pid in load.pids}
 
     def nvmlDeviceGetUtilizationRates(self, h: int):
         self._check(h, "utilization")

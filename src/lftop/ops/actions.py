@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
-from lftop.ops.plan import Plan
+from lftop.ops import queue as queue_mod
+from lftop.ops.plan import Plan, place_run
 from lftop.profiles import convert
 from lftop.profiles.launch import check_python
 from lftop.runs import checkpoints, engines, rundir
@@ -67,16 +69,21 @@ def _check_interpreter(python: str | None) -> None:
         raise Refused(f"[launch] python: {why}")
 
 
-def launch(plan: Plan, home: Path, fresh: bool = False, accept_oom: bool = False) -> RunDir:
+def _launch_table(profile) -> dict:
+    return {**dataclasses.asdict(profile.launch), "sbatch": list(profile.launch.sbatch)}
+
+
+def launch(plan: Plan, home: Path, fresh: bool = False, accept_oom: bool = False, queue: bool = False) -> RunDir:
     """Create the run directory and start the run detached on the plan's placement; returns at once.
 
-    `fresh` starts over in an output_dir that holds checkpoints; `accept_oom` launches past an OOM verdict."""
+    `fresh` starts over in an output_dir that holds checkpoints; `accept_oom` launches past an OOM verdict;
+    `queue` waits (in a detached process of the run's own) until the run fits its GPUs, in queue order."""
     profile = plan.profile
     if profile.abstract:
         raise Refused(f"{profile.path} is a base for other profiles (abstract = true); launch one that extends it")
     if plan.placement is None:
         raise Refused(plan.problem or "no GPUs could be chosen for this run")
-    if plan.verdict == "oom" and not accept_oom:
+    if plan.verdict == "oom" and not (accept_oom or queue):
         raise PredictedOOM(plan)
     _check_interpreter(profile.launch.python)
     cwd = Path.cwd()
@@ -97,21 +104,21 @@ def launch(plan: Plan, home: Path, fresh: bool = False, accept_oom: bool = False
             set_aside(home, output_dir)
         run = rundir.create(home, profile.name)
         with run.lock():
-            distributed = bool(profile.train.get("deepspeed"))  # DeepSpeed needs a distributed launch even alone
-            command = training_command(profile.launch.python, run.path, placement.nproc, distributed)
-            env = {"PYTHONUNBUFFERED": "1", "CUDA_DEVICE_ORDER": "PCI_BUS_ID", "LFTOP_RUN_ID": run.id,
-                   **profile.launch.env}
-            if placement.cuda_visible_devices is not None:
-                env["CUDA_VISIBLE_DEVICES"] = placement.cuda_visible_devices
             run.write_meta({
-                "id": run.id, "profile": str(profile.path), "profile_train": profile.train, "python": profile.launch.python,
-                "description": profile.description, "engine": profile.launch.engine, "args": args,
-                "command": command, "env": env, "cwd": str(cwd), "nproc": placement.nproc,
-                "gpus": placement.cuda_visible_devices, "output_dir": str(output_dir), "created": time.time(),
-                "predicted_gib": round(plan.report.per_gpu_gib, 2) if plan.report else None,
+                "id": run.id, "profile": str(profile.path), "profile_train": profile.train,
+                "python": profile.launch.python, "launch": _launch_table(profile), "description": profile.description,
+                "engine": profile.launch.engine, "args": args, "command": [], "env": {}, "cwd": str(cwd),
+                "output_dir": str(output_dir), "created": time.time(),
             })
             rundir.write_atomic(run.path / "args.yaml", convert.to_yaml(args))
-            run.event("launched", command=command, gpus=placement.cuda_visible_devices, nproc=placement.nproc)
+            if queue and (reason := queue_mod.blocking(plan, home, run)):
+                run.event("queued", reason=reason)
+                run.set_state(RunState.QUEUED)
+                queue_mod.spawn_waiter(run)
+                return run
+            place_run(run, plan)
+            meta = run.meta()
+            run.event("launched", command=meta["command"], gpus=placement.cuda_visible_devices, nproc=placement.nproc)
             run.set_state(RunState.STARTING)
             engines.get(profile.launch.engine).start(run)
     return run
@@ -237,6 +244,8 @@ def pause(run: RunDir) -> None:
     """Ask a running run to save a checkpoint at its next step end and exit."""
     _trusted(run)
     current = status(run)
+    if current.state == RunState.QUEUED:
+        raise Refused(f"{run.id} is queued: it has not started (lftop stop cancels it)")
     if not current.alive or current.state not in ACTIVE:
         raise Refused(f"{run.id} is {current.state}: only a running run can pause")
     _engine(run).request_pause(run)

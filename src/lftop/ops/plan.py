@@ -10,6 +10,8 @@ from lftop.estimate.advice import Report, advise
 from lftop.estimate.arch import EstimateError
 from lftop.gpu import nvml
 from lftop.profiles import Profile
+from lftop.runs.engines.local import training_command
+from lftop.runs.rundir import RunDir
 from lftop.units import GIB
 
 
@@ -102,3 +104,17 @@ def _estimated(profile: Profile, placement: Placement | None, args: dict, count:
     except EstimateError as exc:
         return Plan(profile, placement, None, note, problem=str(exc))
     return Plan(profile, placement, report, note)
+
+
+def place_run(run: RunDir, plan: Plan) -> None:
+    """Record in run.json where the run starts: its command, GPUs, ranks and predicted peak."""
+    profile, placement = plan.profile, plan.placement
+    distributed = bool(profile.train.get("deepspeed"))  # DeepSpeed needs a distributed launch even alone
+    env = {"PYTHONUNBUFFERED": "1", "CUDA_DEVICE_ORDER": "PCI_BUS_ID", "LFTOP_RUN_ID": run.id, **profile.launch.env}
+    if placement.cuda_visible_devices is not None:
+        env["CUDA_VISIBLE_DEVICES"] = placement.cuda_visible_devices
+    meta = run.meta()
+    meta.update(command=training_command(profile.launch.python, run.path, placement.nproc, distributed), env=env,
+                nproc=placement.nproc, gpus=placement.cuda_visible_devices,
+                predicted_gib=round(plan.report.per_gpu_gib, 2) if plan.report else None)
+    run.write_meta(meta)

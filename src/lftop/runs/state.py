@@ -6,6 +6,7 @@ from enum import StrEnum
 
 
 class RunState(StrEnum):
+    QUEUED = "queued"  # waiting (in its own detached process) until its GPUs have room
     STARTING = "starting"
     RUNNING = "running"
     PAUSING = "pausing"
@@ -26,7 +27,7 @@ class RunState(StrEnum):
             return None
 
 
-ACTIVE = frozenset({RunState.STARTING, RunState.RUNNING, RunState.PAUSING})
+ACTIVE = frozenset({RunState.QUEUED, RunState.STARTING, RunState.RUNNING, RunState.PAUSING})
 FINAL = frozenset({RunState.PAUSED, RunState.COMPLETED, RunState.FAILED, RunState.STOPPED})
 ENDED = FINAL | {RunState.LOST}
 # A final state is shown only once the run's processes are gone; until then, what it is becoming.

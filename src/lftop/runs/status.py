@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -81,6 +82,15 @@ def _owner(path: Path) -> str | None:
         return str(uid)
 
 
+def _queue_place(run: RunDir) -> str:
+    """A queued run's place and what it waits for, as its waiter last wrote them."""
+    try:
+        place = json.loads((run.path / "queue").read_bytes())
+        return f"#{int(place['position'])} in queue: {place['waiting_for']}"
+    except (OSError, ValueError, TypeError, KeyError):
+        return "in queue"
+
+
 def status(run: RunDir) -> RunStatus:
     """The run as any lftop shows it; a damaged or unreadable run gets its problem named, never an exception."""
     meta = run.meta()
@@ -94,6 +104,7 @@ def status(run: RunDir) -> RunStatus:
                          loss=None, checkpoints=[], output_dir="", log=str(run.log), gpus=None, nproc=1, created=None,
                          profile="", owner=_owner(run.path), problem=problem)
     state, live = _settled(run, engine)
+    detail = live.detail or (_queue_place(run) if state == RunState.QUEUED else None)
     recorded_dir = meta.get("output_dir")
     output_dir = Path(recorded_dir) if isinstance(recorded_dir, str) and Path(recorded_dir).is_absolute() \
         else run.path / "output"
@@ -111,7 +122,7 @@ def status(run: RunDir) -> RunStatus:
         created=meta.get("created") if isinstance(meta.get("created"), (int, float)) else None,
         profile=str(meta.get("profile", "")), failure=failure,
         log_tail=_log_tail(run.log) if state in (RunState.LOST, RunState.FAILED) else [],
-        engine=engine.name, job=live.job, nodes=live.nodes, detail=live.detail, owner=_owner(run.path),
+        engine=engine.name, job=live.job, nodes=live.nodes, detail=detail, owner=_owner(run.path),
         problem=problem,
     )
 

@@ -15,8 +15,12 @@ import sys
 from pathlib import Path
 
 from lftop.logs.failures import classify_exit
+from lftop.runs import notify
 from lftop.runs.rundir import RunDir
+from lftop.runs.stalls import StallWatch
 from lftop.runs.state import FINAL, RunState
+
+CHECK = 5.0  # seconds between stall checks
 
 
 def free_port() -> int:
@@ -51,7 +55,7 @@ def main(run_dir: str) -> int:
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
-    rc = child.wait()
+    rc = _watch(run, meta, child)
     state = run.recorded_state()
     if run.control() == "stop":
         if state not in FINAL:
@@ -64,7 +68,32 @@ def main(run_dir: str) -> int:
         kind, message = classify_exit(rc, run.log)
         _fail(run, kind, message, rc)
     run.event("exited", rc=rc)
+    _notify_end(run)
     return 0
+
+
+def _watch(run: RunDir, meta: dict, child: subprocess.Popen) -> int:
+    """Wait for the training command, checking for stalls every few seconds; its exit code."""
+    launch = meta.get("launch") if isinstance(meta.get("launch"), dict) else {}
+    stall_after = launch.get("stall_after") if isinstance(launch.get("stall_after"), (int, float)) else None
+    watch = StallWatch(run, Path(meta["output_dir"]), stall_after)
+    while True:
+        try:
+            return child.wait(timeout=min(CHECK, stall_after or CHECK))
+        except subprocess.TimeoutExpired:
+            if watch.check():
+                notify.send(run, "stalled", wait=False, step=watch.step, state=str(RunState.RUNNING),
+                            reason=f"no new step for {watch.threshold():.0f} s")
+
+
+def _notify_end(run: RunDir) -> None:
+    """The notify command for how the run ended: completed, failed (with the kind) or paused."""
+    state = run.recorded_state()
+    if state not in (RunState.COMPLETED, RunState.FAILED, RunState.PAUSED):
+        return
+    last = next((e for e in reversed(run.events()) if e.get("event") == str(state)), {})
+    notify.send(run, str(state), step=last.get("step"), state=str(state),
+                reason=last.get("kind") or last.get("message"), message=last.get("message"))
 
 
 if __name__ == "__main__":

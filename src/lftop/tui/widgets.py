@@ -74,7 +74,8 @@ class RunsTable(DataTable):
         state = Text(r.state, style=render.STATE_STYLE.get(r.state, ""))
         loss = f"{r.loss:.4f}" if r.loss is not None else "-"
         gpus = "cpu" if r.gpus == "" else (r.gpus or "all")
-        progress = Text(r.problem, style="red") if r.problem else render.progress(r.step, r.total_steps)
+        progress = Text(r.problem, style="red") if r.problem else Text(r.detail or "", style="dim") \
+            if r.state == "queued" else render.progress(r.step, r.total_steps)
         return (r.id, state, progress, loss,
                 render.duration(eta) if r.state == "running" else "-", gpus, render.age(r.created))
 

@@ -27,21 +27,27 @@ def training_command(python: str | None, run_dir: str | os.PathLike[str], nproc:
     ]
 
 
+def spawn(run: RunDir, module: str) -> None:
+    """Start `python -m module RUN_DIR` in a new session, output to training.log, and record it as the run's
+    process: nothing of it is tied to this terminal or this process."""
+    with run.open_log() as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", module, str(run.path)],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, close_fds=True,
+            cwd=run.path, env={**os.environ, "LFTOP_RUN_ID": run.id},
+        )
+    ref = ProcessRef.of(proc.pid)
+    meta = run.meta()
+    meta["pid"], meta["create_time"] = ref.pid, ref.create_time
+    run.write_meta(meta)
+
+
 class LocalEngine:
     name = "local"
 
     def start(self, run: RunDir) -> None:
-        """Start the supervisor in a new session: nothing of it is tied to this terminal or this process."""
-        meta = run.meta()
-        with run.open_log() as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "lftop.runs.supervisor", str(run.path)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, close_fds=True,
-                cwd=run.path, env={**os.environ, "LFTOP_RUN_ID": run.id},
-            )
-        ref = ProcessRef.of(proc.pid)
-        meta["pid"], meta["create_time"] = ref.pid, ref.create_time
-        run.write_meta(meta)
+        """Start the run's supervisor (lftop.runs.supervisor) detached."""
+        spawn(run, "lftop.runs.supervisor")
 
     def request_pause(self, run: RunDir) -> None:
         run.request("pause")
