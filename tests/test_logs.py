@@ -5,17 +5,34 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lftop.logs import jsonl, parse, scan
-from lftop.logs.follower import Follower, clean, read_lines
+from lftop.logs import jsonl, parse
+from lftop.logs.follower import Follower, last_lines
 from lftop.logs.history import History, RunLogs
-from lftop.logs.parse import LogParser, parse_lines
+from lftop.logs.parse import LogParser
 from lftop.logs.records import Eval, Fact, Failure, Point, Progress, Summary
+from lftop.logs.tail import read_tail
+from lftop.logs.text import clean
 
 DATA = Path(__file__).parent / "data"
 
 
+def parse_file(path: Path) -> list:
+    """Every record of a finished log, read as lftop reads one: blocks of lines, then the last line."""
+    follower, parser, found = Follower(path), LogParser(), []
+    while (block := follower.read_block()).count:
+        found += parser.feed_block(block.first, block.data)
+    if (last := follower.flush()).count:
+        found += parser.feed_block(last.first, last.data)
+    return found + parser.finish()
+
+
+def parse_text(text: str) -> list:
+    parser = LogParser()
+    return parser.feed_block(1, text) + parser.finish()
+
+
 def records(name: str):
-    return parse_lines(read_lines(DATA / name))
+    return parse_file(DATA / name)
 
 
 def test_transformers_5_string_metrics_behind_tqdm_frames():
@@ -46,17 +63,18 @@ def test_torchrun_failures_with_rank_prefixes():
 
 def test_a_traceback_ending_in_an_ordinary_error():
     text = "Traceback (most recent call last):\n  File \"x.py\", line 1, in <module>\nValueError: Output directory already exists\n"
-    (failure,) = parse_lines(enumerate(text.splitlines(), 1))
+    (failure,) = parse_text(text.rstrip("\n"))
     assert failure == Failure("traceback", "ValueError: Output directory already exists", 3)
 
 
 def test_plain_error_words_outside_a_traceback_are_not_failures():
     text = "[WARNING|x] No metric eval_loss to plot.\nthe word Error in a sentence\nKeyError: not after a traceback\n"
-    assert parse_lines(enumerate(text.splitlines(), 1)) == []
+    assert parse_text(text.rstrip("\n")) == []
 
 
 def test_trainer_log_jsonl_with_garbage_eval_summary_and_vram():
-    lines = read_lines(DATA / "trainer_log.jsonl")
+    follower = Follower(DATA / "trainer_log.jsonl")
+    lines = follower.read() + follower.flush().lines()
     history = History()
     for number, text in lines:
         history.add_jsonl(jsonl.parse_line(number, text))
@@ -101,7 +119,7 @@ def test_partial_lines_are_held_until_complete(tmp_path):
     with open(path, "ab") as out:
         out.write(b"o\nthree")
     assert f.read() == [(2, "two")]
-    assert f.flush() == [(3, "three")]
+    assert f.flush().lines() == [(3, "three")]
 
 
 def test_truncation_and_replacement_start_again(tmp_path):
@@ -127,22 +145,25 @@ def test_garbage_bytes_nul_ansi_and_a_10mb_line(tmp_path):
     assert lines[2] == (3, "after") and f.truncated_lines == 1
 
 
-def test_a_multi_gigabyte_log_opens_at_its_end(tmp_path):
+def test_the_tail_of_a_multi_gigabyte_log_is_read_from_its_end(tmp_path):
     path = tmp_path / "big.log"
     with open(path, "wb") as out:
         out.write(b"x" * 1000 + b"\n")
         out.seek(3 << 30)
         out.write("\n{'loss': '1.5', 'epoch': '0.5'}\n\r  7%|▋         | 7/100 [00:01<00:10,  9.0it/s]\n".encode())
-    found = scan.tail(path)
-    assert found.point is not None and found.point.loss == 1.5 and found.point.step == 7
-    assert found.progress.step == 7
+    data = read_tail(path, 4096)
+    assert data.startswith(b"{'loss'")  # the cut first line (of sparse zeros) is dropped
+    assert last_lines(path, 2) == ["{'loss': '1.5', 'epoch': '0.5'}", "\r  7%|▋         | 7/100 [00:01<00:10,  9.0it/s]"]
+    assert read_tail(tmp_path / "missing", 10) is None and last_lines(tmp_path / "missing", 3) == []
 
 
 @settings(max_examples=60, deadline=None)
 @given(cuts=st.lists(st.integers(min_value=0, max_value=2000), max_size=12))
 def test_any_split_into_writes_yields_the_same_records(tmp_path_factory, cuts):
     data = (DATA / "v5.log").read_bytes() + (DATA / "torchrun.log").read_bytes() + (DATA / "v4.log").read_bytes()
-    whole = parse_lines(read_lines_from_bytes(tmp_path_factory.mktemp("w"), data))
+    whole_path = tmp_path_factory.mktemp("w") / "whole"
+    whole_path.write_bytes(data)
+    whole = parse_file(whole_path)
     path = tmp_path_factory.mktemp("s") / "log"
     path.write_bytes(b"")
     follower, parser, got = Follower(path), LogParser(), []
@@ -154,16 +175,10 @@ def test_any_split_into_writes_yields_the_same_records(tmp_path_factory, cuts):
         start = end
         block = follower.read_block()  # many lines at once, as a history load reads them
         got += parser.feed_block(block.first, block.data) if block.count else []  # bytes: the C scanner's way
-    for number, text in follower.flush():
-        got += parser.feed(number, text)
+    if (last := follower.flush()).count:
+        got += parser.feed_block(last.first, last.data)
     got += parser.finish()
     assert got == whole
-
-
-def read_lines_from_bytes(folder: Path, data: bytes):
-    path = folder / "whole"
-    path.write_bytes(data)
-    return read_lines(path)
 
 
 # -- the C scanner against the Python parser ------------------------------------------------------
@@ -207,11 +222,11 @@ def test_the_c_scanner_gives_exactly_the_python_parsers_records(lines, cuts):
 
 
 def test_the_c_scanner_is_built_and_takes_the_common_lines():
-    assert parse._fastlog is not None, "the install did not compile src/lftop/logs/_fastlog.c (is a C compiler there?)"
+    assert parse.fastlog is not None, "the install did not compile src/lftop/logs/_fastlog.c (is a C compiler there?)"
     data = ("\r" + _frame(1, 30, ",  1.52it/s") + "\r{'loss': '2.1', 'grad_norm': '0.45', 'learning_rate': '1e-05', "
             "'epoch': '0.1'}\n\r" + _frame(2, 30, ",  1.52it/s") + "\n").encode()
     out = []
-    pos, line, last_step, frame, pending = parse._fastlog.scan(
+    pos, line, last_step, frame, pending = parse.fastlog.scan(
         data, 0, 1, None, None, None, None, out, Point, Progress, jsonl.clock_seconds)
     assert pos == len(data) + 1 and line == 4 and last_step == 2 and pending is None  # every line, in C
     assert out == [Progress(1, 30, 1.52, 29 / 1.52, 1), Point(2, 2.1, 1e-05, 0.45, 0.1, 1)]
@@ -221,6 +236,6 @@ def test_the_c_scanner_is_built_and_takes_the_common_lines():
 def test_every_word_the_parser_acts_on_stops_the_c_scanners_skip():
     """The C scanner skips superseded frames unread unless they hold a byte of STOP: each word LogParser
     looks for must hold one, or a frame hiding it would be skipped by C and read by Python."""
-    stop = set(parse._fastlog.STOP.decode())
+    stop = set(parse.fastlog.STOP.decode())
     assert all(stop & set(word) for word in parse._RARE_WORDS)
     assert {"{", "*", "\r", "\x1b"} <= stop  # a dict's and a metrics header's first byte; a segment's end; escapes

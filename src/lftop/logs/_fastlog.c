@@ -6,11 +6,17 @@
  * and Progress records to `out`, and stops at the first line of any other shape (or with a second
  * metric dict waiting for its step), returning (pos, line, last_step, frame, pending) for the Python
  * parser to go on from; pos is len(data) + 1 when every line was read. Each line is checked whole
- * before it changes any state, so a line it does not take is left to Python untouched.
+ * before it changes any state, so a line it does not take is left to Python untouched, unless it holds
+ * none of the tokens LogParser acts on (set once by tokens(), from lftop.logs.parse.TOKENS): such a line
+ * yields no record and changes no state, so it is skipped here, found by a two-byte table at memchr pace.
+ * A line holding an escape or NUL byte (which LogParser's cleaning removes, joining what they split)
+ * always goes to Python. Values the C types cannot hold (counts from Python of 2**63 or more) make scan
+ * decline: it returns its inputs, and Python reads the line.
  * tests/test_logs.py holds both parsers to the same records on any log.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #ifdef __SSE2__
@@ -473,13 +479,14 @@ static int on_frame(state_t *s, const frame_t *f, long long line)
     s->last_step_set = 1;
     if (!s->has_pending)
         return 0;
-    PyObject *items[6] = {PyLong_FromLongLong(f->step)};  /* the waiting metric dict was logged at this step */
+    PyObject *items[7] = {PyLong_FromLongLong(f->step)};  /* the waiting metric dict was logged at this step */
     for (int i = 0; i < 4; i++)
         items[i + 1] = opt_object(s->pending[i]);
     items[5] = line_object(s, s->pending_line);
+    items[6] = Py_NewRef(Py_None);  /* metrics: a dict of the four standard values has no others */
     s->has_pending = s->pending_from_c = 0;
     Py_CLEAR(s->pending_original);
-    return append(s->out, record(s->point, 6, items));
+    return append(s->out, record(s->point, 7, items));
 }
 
 static void on_dict(state_t *s, const dict_t *d, long long line)
@@ -559,11 +566,28 @@ static PyObject *frame_out(state_t *s)
     return t;
 }
 
+/* 1: read; 0: an error is set; -1: a value beyond a long long (Python holds it; scan declines) */
+static int overflowed(void)
+{
+    if (!PyErr_Occurred())
+        return 1;
+    if (!PyErr_ExceptionMatches(PyExc_OverflowError))
+        return 0;
+    PyErr_Clear();
+    return -1;
+}
+
 static int state_in(state_t *s, PyObject *train_total, PyObject *frame, PyObject *pending)
 {
+    int ok;
     s->train_total = train_total == Py_None ? -1 : PyLong_AsLongLong(train_total);
-    if (s->train_total == -1 && PyErr_Occurred())
-        return 0;
+    if (s->train_total == -1 && (ok = overflowed()) != 1)
+        return ok;
+    if (s->last_step_in != Py_None) {
+        long long step = PyLong_AsLongLong(s->last_step_in);
+        if (step == -1 && (ok = overflowed()) != 1)
+            return ok;
+    }
     if (frame != Py_None) {
         if (!PyTuple_Check(frame) || PyTuple_GET_SIZE(frame) != 5) {
             PyErr_SetString(PyExc_TypeError, "frame: (line, step, total, rate, eta)");
@@ -571,10 +595,11 @@ static int state_in(state_t *s, PyObject *train_total, PyObject *frame, PyObject
         }
         cframe_t *f = &s->frame;
         f->line = PyLong_AsLongLong(PyTuple_GET_ITEM(frame, 0));
-        f->step = PyLong_AsLongLong(PyTuple_GET_ITEM(frame, 1));
-        f->total = PyLong_AsLongLong(PyTuple_GET_ITEM(frame, 2));
-        if (PyErr_Occurred() || !opt_from(PyTuple_GET_ITEM(frame, 3), &f->rate) ||
-            !opt_from(PyTuple_GET_ITEM(frame, 4), &f->eta))
+        f->step = f->line == -1 && PyErr_Occurred() ? -1 : PyLong_AsLongLong(PyTuple_GET_ITEM(frame, 1));
+        f->total = f->step == -1 && PyErr_Occurred() ? -1 : PyLong_AsLongLong(PyTuple_GET_ITEM(frame, 2));
+        if ((ok = overflowed()) != 1)
+            return ok;
+        if (!opt_from(PyTuple_GET_ITEM(frame, 3), &f->rate) || !opt_from(PyTuple_GET_ITEM(frame, 4), &f->eta))
             return 0;
         f->timed = s->has_frame = 1;
     }
@@ -587,13 +612,79 @@ static int state_in(state_t *s, PyObject *train_total, PyObject *frame, PyObject
             if (!as_number(values, keys[i], &s->pending[i]))
                 return 0;
         s->pending_line = PyLong_AsLongLong(pl);
-        if (s->pending_line == -1 && PyErr_Occurred())
-            return 0;
+        if (s->pending_line == -1 && (ok = overflowed()) != 1)
+            return ok;
         Py_INCREF(pending);
         s->pending_original = pending;
         s->has_pending = 1;
     }
     return 1;
+}
+
+/* The tokens LogParser acts on, grouped by their first two bytes: pair_first[b0 << 8 | b1] is 1 + the
+ * index of the first token starting with those bytes (0: none), the tokens being sorted. */
+#define MAX_TOKENS 64
+static char *tokens_[MAX_TOKENS];
+static Py_ssize_t token_len[MAX_TOKENS];
+static int n_tokens;
+static unsigned char pair_first[65536];
+
+static int has_token(const char *p, const char *e)
+{
+    if (!n_tokens)
+        return 1;  /* tokens() not called: every line is Python's */
+    for (; p < e; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c == 0x1b || c == 0)
+            return 1;  /* LogParser's cleaning removes these, joining what they split */
+        if (e - p < 2)
+            break;
+        int first = pair_first[c << 8 | (unsigned char)p[1]];
+        if (!first)
+            continue;
+        for (int t = first - 1; t < n_tokens && tokens_[t][0] == p[0] && tokens_[t][1] == p[1]; t++)
+            if (e - p >= token_len[t] && memcmp(p, tokens_[t], token_len[t]) == 0)
+                return 1;
+    }
+    return 0;
+}
+
+static int by_bytes(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static PyObject *set_tokens(PyObject *self, PyObject *arg)
+{
+    if (!PyTuple_Check(arg) || PyTuple_GET_SIZE(arg) > MAX_TOKENS) {
+        PyErr_Format(PyExc_TypeError, "tokens: a tuple of at most %d bytes objects", MAX_TOKENS);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(arg); i++) {
+        PyObject *t = PyTuple_GET_ITEM(arg, i);
+        if (!PyBytes_Check(t) || PyBytes_GET_SIZE(t) < 2 || memchr(PyBytes_AS_STRING(t), 0, PyBytes_GET_SIZE(t))) {
+            PyErr_SetString(PyExc_ValueError, "tokens: each of at least two bytes, none NUL");
+            return NULL;
+        }
+    }
+    for (int i = 0; i < n_tokens; i++)
+        PyMem_Free(tokens_[i]);
+    n_tokens = 0;
+    memset(pair_first, 0, sizeof pair_first);
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(arg); i++) {
+        PyObject *t = PyTuple_GET_ITEM(arg, i);
+        Py_ssize_t len = PyBytes_GET_SIZE(t);
+        if (!(tokens_[n_tokens] = PyMem_Malloc(len + 1)))
+            return PyErr_NoMemory();
+        memcpy(tokens_[n_tokens], PyBytes_AS_STRING(t), len + 1);
+        n_tokens++;
+    }
+    qsort(tokens_, n_tokens, sizeof tokens_[0], by_bytes);
+    for (int i = n_tokens - 1; i >= 0; i--) {
+        token_len[i] = (Py_ssize_t)strlen(tokens_[i]);
+        pair_first[(unsigned char)tokens_[i][0] << 8 | (unsigned char)tokens_[i][1]] = (unsigned char)(i + 1);
+    }
+    Py_RETURN_NONE;
 }
 
 static PyObject *scan(PyObject *self, PyObject *args)
@@ -608,16 +699,30 @@ static PyObject *scan(PyObject *self, PyObject *args)
         return NULL;
     const char *data = buf.buf;
     Py_ssize_t n = buf.len;
-    if (!state_in(&s, train_total, frame, pending))
+    if (pos < 0 || pos > n + 1 || line < 0 || line > LLONG_MAX - n - 1) {
+        PyErr_Format(PyExc_ValueError, "scan: offset %zd or line %lld out of range for %zd bytes", pos, line, n);
         goto done;
+    }
+    int state = state_in(&s, train_total, frame, pending);
+    if (state == 0)
+        goto done;
+    if (state < 0) {  /* declined: the inputs back, untouched */
+        result = Py_BuildValue("(nLOOO)", pos, line, s.last_step_in, frame, pending);
+        goto done;
+    }
     while (pos <= n) {
         const char *start = data + pos;
         const char *nl = memchr(start, '\n', n - pos);
         const char *end = nl ? nl : data + n;
         event_t ev[MAX_EVENTS];
         int count;
-        if (!read_line(start, end, s.train_total, s.has_pending, ev, &count))
-            break;
+        if (!read_line(start, end, s.train_total, s.has_pending, ev, &count)) {
+            if (has_token(start, end))
+                break;
+            pos = end - data + 1;  /* nothing LogParser acts on */
+            line++;
+            continue;
+        }
         if (count && s.has_frame && s.frame.line != line && emit_frame(&s) < 0)
             goto done;
         for (int i = 0; i < count; i++) {
@@ -662,6 +767,7 @@ static PyObject *count_lines(PyObject *self, PyObject *arg)
 static PyMethodDef methods[] = {
     {"scan", scan, METH_VARARGS, "Parse simple training.log lines from an offset; see the module source."},
     {"newlines", count_lines, METH_O, "The number of newline bytes in a bytes-like object (memchr, not a byte loop)."},
+    {"tokens", set_tokens, METH_O, "Set the tokens (a tuple of bytes) whose lines scan hands to Python."},
     {NULL, NULL, 0, NULL},
 };
 

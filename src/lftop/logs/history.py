@@ -2,12 +2,14 @@
 
 Points are keyed by step, so a step logged in both files, or logged again after resuming from an
 earlier checkpoint, appears once (the later report wins). trainer_log.jsonl is authoritative for loss,
-learning rate and epoch; training.log adds the grad norm, which the JSONL file lacks. The ETA comes
-from the step rate, never from the JSONL `remaining_time` (wrong after a resume).
+learning rate and epoch; training.log adds the grad norm and the other metrics, which the JSONL file
+lacks. The ETA comes from the step rate, never from the JSONL `remaining_time` (wrong after a resume).
+A run is diverging (`diverged_at`) while a point it holds has a loss or grad norm that is nan or infinite.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 
@@ -15,6 +17,8 @@ from lftop.logs import jsonl
 from lftop.logs.follower import BLOCK, Follower
 from lftop.logs.parse import LogParser
 from lftop.logs.records import Eval, Fact, Failure, Point, Progress, Record, Summary
+
+_FIELDS = ("loss", "lr", "grad_norm", "epoch")
 
 
 @dataclass
@@ -27,20 +31,38 @@ class History:
     step: int | None = None
     total: int | None = None
     rate: float | None = None  # steps per second
-    _log_grad: dict[int, float] = field(default_factory=dict)
+    _log_grad: dict[int, tuple[float | None, dict | None]] = field(default_factory=dict)  # step -> grad norm, metrics
+    _nonfinite: set[int] = field(default_factory=set)  # steps whose point has a nan or infinite loss or grad norm
+    _names: set[str] = field(default_factory=set)  # every metric a point or an evaluation has given a value of
     _jsonl_steps: set[int] = field(default_factory=set)
     _segment: list[tuple[float, int]] = field(default_factory=list)  # (elapsed_s, step) of this process
+
+    def _set(self, point: Point) -> None:
+        self.points[point.step] = point
+        self._names.update(f for f in _FIELDS if getattr(point, f) is not None)
+        self._names.update(point.metrics or ())
+        if all(v is None or math.isfinite(v) for v in (point.loss, point.grad_norm)):
+            self._nonfinite.discard(point.step)
+        else:
+            self._nonfinite.add(point.step)
+
+    @property
+    def diverged_at(self) -> int | None:
+        """The first step whose loss or grad norm is nan or infinite; None while every one is finite."""
+        return min(self._nonfinite) if self._nonfinite else None
 
     def add_log(self, records: list[Record]) -> None:
         """Records from training.log."""
         for r in records:
             if isinstance(r, Point) and r.step is not None:
-                if r.grad_norm is not None:
-                    self._log_grad[r.step] = r.grad_norm
+                if r.grad_norm is not None or r.metrics:
+                    self._log_grad[r.step] = (r.grad_norm, r.metrics)
                 if r.step not in self._jsonl_steps:
-                    self.points[r.step] = r
-                elif self.points[r.step].grad_norm is None and r.grad_norm is not None:
-                    self.points[r.step] = self.points[r.step]._replace(grad_norm=r.grad_norm)
+                    self._set(r)
+                else:
+                    held = self.points[r.step]
+                    self._set(held._replace(grad_norm=held.grad_norm if held.grad_norm is not None else r.grad_norm,
+                                            metrics={**(r.metrics or {}), **(held.metrics or {})} or None))
             else:
                 self._common(r, from_log=True)
 
@@ -48,7 +70,8 @@ class History:
         """Records from trainer_log.jsonl."""
         for r in records:
             if isinstance(r, Point):
-                self.points[r.step] = r._replace(grad_norm=self._log_grad.get(r.step))
+                grad, metrics = self._log_grad.get(r.step, (None, None))
+                self._set(r._replace(grad_norm=grad, metrics={**(metrics or {}), **(r.metrics or {})} or None))
                 self._jsonl_steps.add(r.step)
             elif isinstance(r, Fact) and r.key == "elapsed_s":
                 self._timing(float(r.value))
@@ -68,6 +91,8 @@ class History:
         if isinstance(r, Eval):
             if r.step is not None:
                 self.evals[r.step] = r
+                self._names.add("eval_loss")
+                self._names.update(r.metrics or ())
         elif isinstance(r, Progress):
             self.step, self.total = r.step, r.total
             if from_log and r.rate:
@@ -80,11 +105,22 @@ class History:
             self.summary = r.metrics
 
     def series(self, metric: str) -> list[float]:
-        """Values of `loss`, `lr`, `grad_norm` or `eval_loss`, by step."""
+        """Values of a metric by step: `loss`, `lr`, `grad_norm`, `epoch`, `eval_loss`, or any name in
+        `metric_names()` (`rewards/accuracies`, `eval_rewards/margins`, ...); nan stays nan."""
         if metric == "eval_loss":
             return [self.evals[s].eval_loss for s in sorted(self.evals)]
-        values = (getattr(self.points[s], metric) for s in sorted(self.points))
+        if metric in _FIELDS:
+            values = (getattr(self.points[s], metric) for s in sorted(self.points))
+        elif metric.startswith("eval_"):
+            values = ((self.evals[s].metrics or {}).get(metric) for s in sorted(self.evals))
+        else:
+            values = ((self.points[s].metrics or {}).get(metric) for s in sorted(self.points))
         return [v for v in values if v is not None]
+
+    def metric_names(self) -> list[str]:
+        """Every metric the history holds a value of: the Point fields first, then the others by name."""
+        first = [f for f in (*_FIELDS, "eval_loss") if f in self._names]
+        return first + sorted(self._names.difference(first))
 
     def last(self) -> Point | None:
         return self.points[max(self.points)] if self.points else None
