@@ -20,8 +20,11 @@ Steps: a metric dict carries none. transformers prints it between clearing and r
 bar, so its step is the one of the next training progress frame, and points wait for that frame; a dict
 that names its `step` has it. A log without any training frame (tqdm disabled, output piped through
 another tool, LlamaBoard's running_log.txt, an excerpt) numbers its points in logging order, 1, 2, ...
-(each is given its number when the next dict arrives, or at the end). A dict still waiting when a log
-that had frames ends gets no step. Of the frames on one line (carriage returns), only the last becomes
+(each is given its number when the next dict of another epoch arrives, or at the end: LlamaBoard's echo
+and the dict under it are one event). A dict still waiting when a log
+that had frames ends gets no step. A dict glued to a frame in one segment (LlamaBoard's echo, printed
+while the bar shows its step) has that frame's step, and so has the metric dict printed right after it
+(the same event): a pasted excerpt, where the redrawn frame that follows it is lost, keeps its steps. Of the frames on one line (carriage returns), only the last becomes
 a Progress record.
 
 Blocks of whole lines arrive as bytes. Lines made only of tqdm frames and the standard metric dict,
@@ -94,6 +97,12 @@ def _metrics(values: dict[str, str], skip: frozenset[str]) -> dict[str, float] |
     return found or None
 
 
+def _same_epoch(a: dict, b: dict) -> bool:
+    """Two dicts of one logging event: epochs equal to LlamaBoard's echo's two decimals."""
+    x, y = _number(a.get("epoch")), _number(b.get("epoch"))
+    return x is not None and y is not None and abs(x - y) <= 0.005
+
+
 def strip_prefix(segment: str) -> tuple[str, str]:
     """(rank, text) of a line behind its prefixes: `[rankN]:` (rank "N"), `[default0]:`, `stderr: `,
     a viewer's `[1234] `; rank is "" when none names one."""
@@ -118,6 +127,7 @@ class LogParser:
         self._last_step: int | None = None  # the last training frame's step; None until one is seen
         self._ordinal = 0  # points numbered in logging order, in a log without frames
         self._pending: list[tuple[dict, int]] = []  # metric dicts (raw values) waiting for their step, with line
+        self._event: tuple[int, int] | None = None  # (step, line) of a dict glued to a frame: the next dict's too
         self._frame: tuple[int, int, int, float | None, float | None] | None = None  # line, step, total, rate, eta
         self._traceback: dict[str, int] = {}  # rank prefix -> line where its traceback started
         self._metrics: dict | None = None
@@ -136,7 +146,7 @@ class LogParser:
 
     def _c_can_go_on(self) -> bool:
         """The C scanner holds at most one waiting dict, of the standard four values only."""
-        if self._metrics is not None or len(self._pending) > 1:
+        if self._metrics is not None or len(self._pending) > 1 or self._event is not None:
             return False
         return not self._pending or _POINT_KEYS.issuperset(self._pending[0][0])
 
@@ -201,7 +211,8 @@ class LogParser:
             if token == "{'":
                 d = _DICT.match(text, start)
                 if d is not None:
-                    self._dict(line, d.group(), out)
+                    left = max(text.rfind("\n", 0, start), text.rfind("\r", 0, start)) + 1
+                    self._dict(line, d.group(), out, _GLUED.match(text, left, start) is not None)
                 pos = d.end() if d is not None else m.end()
             elif token == "%|":
                 pos = self._frames(text, start, line, ri < len(rare) and rare[ri], out)
@@ -272,7 +283,7 @@ class LogParser:
             eta = (total - step) / rate if rate else clock_seconds(m.group("rem"))
         except OverflowError:  # a count beyond a float
             eta = None
-        self._last_step = step
+        self._last_step, self._event = step, None
         self._frame = (line, step, total, rate, eta)
         self._release(step, out)
 
@@ -304,14 +315,20 @@ class LogParser:
                          _number(values.get("grad_norm")), _number(values.get("epoch")), line,
                          _metrics(values, _POINT_KEYS)))
 
-    def _dict(self, line: int, text: str, out: list[Record]) -> None:
+    def _dict(self, line: int, text: str, out: list[Record], glued: bool = False) -> None:
         values = {key: quoted if bare is None or bare == "" else bare for key, quoted, bare in _PAIR.findall(text)}
-        if self._last_step is None and self._pending:  # no frames: the waiting dict's number is the next
+        if self._last_step is None and self._pending and not (  # no frames: the waiting dict's number is the next,
+                "loss" in values and _same_epoch(values, self._pending[-1][0])):  # unless the same event
             self._release(None, out)
+        event, self._event = self._event, None
         if "loss" in values:
             if _number(values["loss"]) is None:
                 return
             step = _int(values["step"]) if "step" in values else None
+            if step is None and glued and self._last_step is not None:
+                step, self._event = self._last_step, (self._last_step, line)
+            elif step is None and event is not None and line <= event[1] + 1:
+                step = event[0]
             if step is not None:
                 self._point(step, values, line, out)
             else:
