@@ -1,0 +1,59 @@
+"""The corpus of real logs (tests/data/logs/MANIFEST.json): every excerpt gives what reading it gives."""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from lftop.logs import scan, strict_json
+
+CORPUS = Path(__file__).parent / "data" / "logs"
+MANIFEST = json.loads((CORPUS / "MANIFEST.json").read_text())["logs"]
+
+
+def _same(got, want) -> bool:
+    if want == "nan":
+        return isinstance(got, float) and math.isnan(got)
+    if isinstance(want, float) and isinstance(got, float):
+        return math.isclose(got, want, rel_tol=1e-12)
+    return got == want
+
+
+def _series(got: list, want: list) -> bool:
+    return len(got) == len(want) and all(_same(g, w) for g, w in zip(got, want, strict=True))
+
+
+def test_the_corpus_is_whole():
+    files = {p.name for p in CORPUS.iterdir() if p.name != "MANIFEST.json"}
+    assert files == {entry["file"] for entry in MANIFEST}
+    issues = {entry["source"] for entry in MANIFEST if entry["source"].startswith("https://github.com/hiyouga/")}
+    assert len(issues) >= 30
+
+
+@pytest.mark.parametrize("entry", MANIFEST, ids=[e["file"] for e in MANIFEST])
+def test_a_real_log_gives_what_reading_it_gives(entry):
+    history = scan.scan(CORPUS / entry["file"])
+    points = [history.points[s] for s in sorted(history.points)]
+    assert _series([p.loss for p in points], entry.get("losses", []))
+    assert [p.step for p in points] == entry.get("steps", [])
+    for field, key in (("grad_norm", "grad_norms"), ("lr", "lrs")):
+        if key in entry:
+            assert _series([getattr(p, field) for p in points], entry[key]), field
+    evals = [[s, history.evals[s].eval_loss] for s in sorted(history.evals)]
+    assert evals == entry.get("evals", [])
+    assert (history.total, history.step) == (entry.get("total"), entry.get("step"))
+    assert [f.kind for f in history.failures] == entry.get("failures", [])
+    if "failure_messages" in entry:
+        assert [f.message for f in history.failures] == entry["failure_messages"]
+    assert (history.diverged_at is not None) == entry.get("diverging", False)
+    for name, values in {**entry.get("metrics", {}), **entry.get("eval_metrics", {})}.items():
+        assert _series(history.series(name), values), name
+        assert name in history.metric_names()
+    if "facts" in entry:
+        assert history.facts == entry["facts"]
+    if "summary" in entry:
+        assert entry["summary"].items() <= (history.summary or {}).items()
+    out = json.loads(scan.dumps(history))  # strict JSON: nan as a string, never the NaN token
+    assert out == json.loads(strict_json.dumps(scan.to_json(history)))
+    assert [p["loss"] for p in out["points"]] == [strict_json.finite(p.loss) for p in points]
