@@ -8,7 +8,8 @@ from pathlib import Path
 from lftop.logs.tail import read_tail
 
 OOM = re.compile(
-    r"(?:torch\.(?:cuda\.)?OutOfMemoryError: )?(?:CUDA|HIP) out of memory\.?.*|CUDA error: out of memory.*|CUBLAS_STATUS_ALLOC_FAILED.*"
+    r"(?:torch\.(?:cuda\.)?OutOfMemoryError: )?(?:CUDA|HIP) out of memory\.?.*|CUDA error: out of memory.*|"
+    r"CUBLAS_STATUS_ALLOC_FAILED.*"
 )
 OOM_DETAIL = re.compile(r"Tried to allocate ([\d.]+ [KMGT]?i?B)\. GPU (\d+)")
 NCCL = re.compile(r"(NCCL (?:error|WARN|timeout)|ncclInternalError|ncclSystemError|ncclUnhandledCudaError|"

@@ -24,8 +24,8 @@ another tool, LlamaBoard's running_log.txt, an excerpt) numbers its points in lo
 and the dict under it are one event). A dict still waiting when a log
 that had frames ends gets no step. A dict glued to a frame in one segment (LlamaBoard's echo, printed
 while the bar shows its step) has that frame's step, and so has the metric dict printed right after it
-(the same event): a pasted excerpt, where the redrawn frame that follows it is lost, keeps its steps. Of the frames on one line (carriage returns), only the last becomes
-a Progress record.
+(the same event): a pasted excerpt, where the redrawn frame that follows it is lost, keeps its steps.
+Of the frames on one line (carriage returns), only the last becomes a Progress record.
 
 Blocks of whole lines arrive as bytes. Lines made only of tqdm frames and the standard metric dict,
 nearly all of a long log, go through the C scanner (lftop.logs._fastlog, built at install where a
