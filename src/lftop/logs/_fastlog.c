@@ -1,9 +1,9 @@
 /* The hot path of lftop.logs.parse.LogParser, in C: lines made only of tqdm frames, blank segments and
  * transformers' standard metric dict, which are nearly all of a long training.log.
  *
- * scan(data, pos, line, train_total, last_step, frame, pending, out, Point, Progress, clock_seconds)
+ * scan(data, pos, line, train_total, last_step, frame, pending, out, Point, clock_seconds)
  * reads the lines of `data` from offset `pos` (line number `line`) as LogParser would, appending Point
- * and Progress records to `out`, and stops at the first line of any other shape (or with a second
+ * records to `out` (the newest training frame is returned, for LogParser to make the block's Progress), and stops at the first line of any other shape (or with a second
  * metric dict waiting for its step), returning (pos, line, last_step, frame, pending) for the Python
  * parser to go on from; pos is len(data) + 1 when every line was read. Each line is checked whole
  * before it changes any state, so a line it does not take is left to Python untouched, unless it holds
@@ -142,7 +142,37 @@ static void spaces(const char **p, const char *e)
         (*p)++;
 }
 
-/* `  12%|███▌      | 120/1000 [01:23<10:12,  1.44it/s]`: nothing before or after in its segment. */
+/* The tokens LogParser acts on, grouped by their first two bytes: pair_first[b0 << 8 | b1] is 1 + the
+ * index of the first token starting with those bytes (0: none), the tokens being sorted. */
+#define MAX_TOKENS 64
+static char *tokens_[MAX_TOKENS];
+static Py_ssize_t token_len[MAX_TOKENS];
+static int n_tokens;
+static unsigned char pair_first[65536];
+
+static int has_token(const char *p, const char *e)
+{
+    if (!n_tokens)
+        return 1;  /* tokens() not called: every line is Python's */
+    for (; p < e; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c == 0x1b || c == 0)
+            return 1;  /* LogParser's cleaning removes these, joining what they split */
+        if (e - p < 2)
+            break;
+        int first = pair_first[c << 8 | (unsigned char)p[1]];
+        if (!first)
+            continue;
+        for (int t = first - 1; t < n_tokens && tokens_[t][0] == p[0] && tokens_[t][1] == p[1]; t++)
+            if (e - p >= token_len[t] && memcmp(p, tokens_[t], token_len[t]) == 0)
+                return 1;
+    }
+    return 0;
+}
+
+/* `  12%|███▌      | 120/1000 [01:23<10:12,  1.44it/s]`: nothing before it in its segment, and after it
+ * only text without a token (spaces tqdm pads with; a logger line glued to the bar, which LogParser
+ * reads as nothing). */
 static int parse_frame(const char *p, const char *e, frame_t *f)
 {
     long long pct;
@@ -186,7 +216,7 @@ static int parse_frame(const char *p, const char *e, frame_t *f)
                 return 0;
         }
     }
-    return literal(&p, e, "]") && p == e;
+    return literal(&p, e, "]") && (p == e || !has_token(p, e));
 }
 
 /* {'loss': '2.1', 'grad_norm': '0.45', 'learning_rate': '1e-4', 'epoch': '0.02'} (5.x) or unquoted floats (4.x) */
@@ -343,7 +373,7 @@ typedef struct {
 } cframe_t;  /* LogParser._frame: the newest training frame, not yet a Progress record */
 
 typedef struct {
-    PyObject *out, *point, *progress, *clock;
+    PyObject *out, *point, *clock;
     long long train_total;
     PyObject *last_step_in;       /* as given, until a frame here sets it */
     long long last_step;
@@ -355,7 +385,7 @@ typedef struct {
     long long pending_line;
     int has_pending, pending_from_c;
     dict_t pending_dict;
-    PyObject *total_obj, *rate_obj, *line_obj;  /* the last of each made into an object: they repeat */
+    PyObject *line_obj;  /* the last line number made into an object: it repeats */
 } state_t;
 
 static PyObject *opt_object(opt_t o)
@@ -400,28 +430,12 @@ static int append(PyObject *out, PyObject *o)
     return r;
 }
 
-/* The same object again for a repeated value: a Progress record per line adds up over millions. */
-static PyObject *total_object(state_t *s, long long total)
-{
-    if (!s->total_obj || PyLong_AsLongLong(s->total_obj) != total)
-        Py_XSETREF(s->total_obj, PyLong_FromLongLong(total));
-    return Py_XNewRef(s->total_obj);
-}
-
-static PyObject *line_object(state_t *s, long long line)  /* a line's Progress and the Point logged on it */
+/* The same object again for a repeated value: the Points logged on one line. */
+static PyObject *line_object(state_t *s, long long line)
 {
     if (!s->line_obj || PyLong_AsLongLong(s->line_obj) != line)
         Py_XSETREF(s->line_obj, PyLong_FromLongLong(line));
     return Py_XNewRef(s->line_obj);
-}
-
-static PyObject *rate_object(state_t *s, opt_t rate)
-{
-    if (rate.none)
-        Py_RETURN_NONE;
-    if (!s->rate_obj || memcmp(&((PyFloatObject *)s->rate_obj)->ob_fval, &rate.value, sizeof(double)) != 0)
-        Py_XSETREF(s->rate_obj, PyFloat_FromDouble(rate.value));
-    return Py_XNewRef(s->rate_obj);
 }
 
 /* LogParser._on_frame's rate and ETA, left until the frame is shown: most frames are superseded first. */
@@ -456,17 +470,6 @@ static int frame_times(state_t *s)
     }
     c->timed = 1;
     return 0;
-}
-
-static int emit_frame(state_t *s)
-{
-    cframe_t *f = &s->frame;
-    if (frame_times(s) < 0)
-        return -1;
-    PyObject *items[5] = {PyLong_FromLongLong(f->step), total_object(s, f->total), rate_object(s, f->rate),
-                          opt_object(f->eta), line_object(s, f->line)};
-    s->has_frame = 0;
-    return append(s->out, record(s->progress, 5, items));
 }
 
 static int on_frame(state_t *s, const frame_t *f, long long line)
@@ -621,34 +624,6 @@ static int state_in(state_t *s, PyObject *train_total, PyObject *frame, PyObject
     return 1;
 }
 
-/* The tokens LogParser acts on, grouped by their first two bytes: pair_first[b0 << 8 | b1] is 1 + the
- * index of the first token starting with those bytes (0: none), the tokens being sorted. */
-#define MAX_TOKENS 64
-static char *tokens_[MAX_TOKENS];
-static Py_ssize_t token_len[MAX_TOKENS];
-static int n_tokens;
-static unsigned char pair_first[65536];
-
-static int has_token(const char *p, const char *e)
-{
-    if (!n_tokens)
-        return 1;  /* tokens() not called: every line is Python's */
-    for (; p < e; p++) {
-        unsigned char c = (unsigned char)*p;
-        if (c == 0x1b || c == 0)
-            return 1;  /* LogParser's cleaning removes these, joining what they split */
-        if (e - p < 2)
-            break;
-        int first = pair_first[c << 8 | (unsigned char)p[1]];
-        if (!first)
-            continue;
-        for (int t = first - 1; t < n_tokens && tokens_[t][0] == p[0] && tokens_[t][1] == p[1]; t++)
-            if (e - p >= token_len[t] && memcmp(p, tokens_[t], token_len[t]) == 0)
-                return 1;
-    }
-    return 0;
-}
-
 static int by_bytes(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
@@ -694,8 +669,8 @@ static PyObject *scan(PyObject *self, PyObject *args)
     long long line;
     PyObject *train_total, *frame, *pending, *result = NULL;
     state_t s = {0};
-    if (!PyArg_ParseTuple(args, "y*nLOOOOO!OOO", &buf, &pos, &line, &train_total, &s.last_step_in, &frame, &pending,
-                          &PyList_Type, &s.out, &s.point, &s.progress, &s.clock))
+    if (!PyArg_ParseTuple(args, "y*nLOOOOO!OO", &buf, &pos, &line, &train_total, &s.last_step_in, &frame, &pending,
+                          &PyList_Type, &s.out, &s.point, &s.clock))
         return NULL;
     const char *data = buf.buf;
     Py_ssize_t n = buf.len;
@@ -723,8 +698,6 @@ static PyObject *scan(PyObject *self, PyObject *args)
             line++;
             continue;
         }
-        if (count && s.has_frame && s.frame.line != line && emit_frame(&s) < 0)
-            goto done;
         for (int i = 0; i < count; i++) {
             if (ev[i].is_dict)
                 on_dict(&s, &ev[i].d, line);
@@ -745,9 +718,7 @@ static PyObject *scan(PyObject *self, PyObject *args)
     }
 done:
     Py_XDECREF(s.pending_original);
-    Py_XDECREF(s.total_obj);
     Py_XDECREF(s.line_obj);
-    Py_XDECREF(s.rate_obj);
     PyBuffer_Release(&buf);
     return result;
 }

@@ -19,6 +19,7 @@ from lftop.logs.parse import LogParser
 from lftop.logs.records import Eval, Fact, Failure, Point, Progress, Record, Summary
 
 _FIELDS = ("loss", "lr", "grad_norm", "epoch")
+_INF = math.inf
 
 
 @dataclass
@@ -31,20 +32,10 @@ class History:
     step: int | None = None
     total: int | None = None
     rate: float | None = None  # steps per second
-    _log_grad: dict[int, tuple[float | None, dict | None]] = field(default_factory=dict)  # step -> grad norm, metrics
     _nonfinite: set[int] = field(default_factory=set)  # steps whose point has a nan or infinite loss or grad norm
-    _names: set[str] = field(default_factory=set)  # every metric a point or an evaluation has given a value of
+    _names: set[str] = field(default_factory=set)  # the other metrics points and evaluations have given values of
     _jsonl_steps: set[int] = field(default_factory=set)
     _segment: list[tuple[float, int]] = field(default_factory=list)  # (elapsed_s, step) of this process
-
-    def _set(self, point: Point) -> None:
-        self.points[point.step] = point
-        self._names.update(f for f in _FIELDS if getattr(point, f) is not None)
-        self._names.update(point.metrics or ())
-        if all(v is None or math.isfinite(v) for v in (point.loss, point.grad_norm)):
-            self._nonfinite.discard(point.step)
-        else:
-            self._nonfinite.add(point.step)
 
     @property
     def diverged_at(self) -> int | None:
@@ -52,26 +43,36 @@ class History:
         return min(self._nonfinite) if self._nonfinite else None
 
     def add_log(self, records: list[Record]) -> None:
-        """Records from training.log."""
+        """Records from training.log (a loop kept tight: a long log gives millions of points)."""
+        points, jsonl_steps, nonfinite, names = self.points, self._jsonl_steps, self._nonfinite, self._names
         for r in records:
-            if isinstance(r, Point) and r.step is not None:
-                if r.grad_norm is not None or r.metrics:
-                    self._log_grad[r.step] = (r.grad_norm, r.metrics)
-                if r.step not in self._jsonl_steps:
-                    self._set(r)
-                else:
-                    held = self.points[r.step]
-                    self._set(held._replace(grad_norm=held.grad_norm if held.grad_norm is not None else r.grad_norm,
-                                            metrics={**(r.metrics or {}), **(held.metrics or {})} or None))
-            else:
+            if type(r) is not Point:
                 self._common(r, from_log=True)
+                continue
+            step = r.step
+            if step is None:
+                continue
+            if jsonl_steps and step in jsonl_steps:  # the JSONL point stands; the log adds what it lacks
+                held = points[step]
+                r = held._replace(grad_norm=held.grad_norm if held.grad_norm is not None else r.grad_norm,
+                                  metrics={**(r.metrics or {}), **(held.metrics or {})} or None)
+            points[step] = r
+            loss, grad = r.loss, r.grad_norm
+            if (loss is not None and not -_INF < loss < _INF) or (grad is not None and not -_INF < grad < _INF):
+                nonfinite.add(step)  # nan fails both comparisons
+            elif nonfinite:
+                nonfinite.discard(step)
+            if r.metrics:
+                names.update(r.metrics)
 
     def add_jsonl(self, records: list[Record]) -> None:
         """Records from trainer_log.jsonl."""
         for r in records:
             if isinstance(r, Point):
-                grad, metrics = self._log_grad.get(r.step, (None, None))
-                self._set(r._replace(grad_norm=grad, metrics={**(metrics or {}), **(r.metrics or {})} or None))
+                held = self.points.get(r.step)  # grad norm and metrics come from the log's report of the step
+                grad, metrics = (held.grad_norm, held.metrics) if held is not None else (None, None)
+                self._jsonl_steps.discard(r.step)  # this report wins over an earlier one
+                self.add_log([r._replace(grad_norm=grad, metrics={**(metrics or {}), **(r.metrics or {})} or None)])
                 self._jsonl_steps.add(r.step)
             elif isinstance(r, Fact) and r.key == "elapsed_s":
                 self._timing(float(r.value))
@@ -91,7 +92,6 @@ class History:
         if isinstance(r, Eval):
             if r.step is not None:
                 self.evals[r.step] = r
-                self._names.add("eval_loss")
                 self._names.update(r.metrics or ())
         elif isinstance(r, Progress):
             self.step, self.total = r.step, r.total
@@ -119,8 +119,9 @@ class History:
 
     def metric_names(self) -> list[str]:
         """Every metric the history holds a value of: the Point fields first, then the others by name."""
-        first = [f for f in (*_FIELDS, "eval_loss") if f in self._names]
-        return first + sorted(self._names.difference(first))
+        points = self.points.values()
+        first = [f for f in _FIELDS if any(getattr(p, f) is not None for p in points)]
+        return first + (["eval_loss"] if self.evals else []) + sorted(self._names)
 
     def last(self) -> Point | None:
         return self.points[max(self.points)] if self.points else None

@@ -25,7 +25,8 @@ and the dict under it are one event). A dict still waiting when a log
 that had frames ends gets no step. A dict glued to a frame in one segment (LlamaBoard's echo, printed
 while the bar shows its step) has that frame's step, and so has the metric dict printed right after it
 (the same event): a pasted excerpt, where the redrawn frame that follows it is lost, keeps its steps.
-Of the frames on one line (carriage returns), only the last becomes a Progress record.
+Of the training frames of a block, only the last becomes a Progress record (a bar redraws itself: the
+newest frame is all a reader needs, and a long log holds millions).
 
 Blocks of whole lines arrive as bytes. Lines made only of tqdm frames and the standard metric dict,
 nearly all of a long log, go through the C scanner (lftop.logs._fastlog, built at install where a
@@ -158,7 +159,7 @@ class LogParser:
             if self._c_can_go_on():
                 pos, line, self._last_step, self._frame, pending = fastlog.scan(
                     data, pos, line, self.train_total, self._last_step, self._frame,
-                    self._pending[0] if self._pending else None, out, Point, Progress, clock_seconds)
+                    self._pending[0] if self._pending else None, out, Point, clock_seconds)
                 self._pending = [pending] if pending is not None else []
                 if pos > end:
                     break
@@ -188,8 +189,6 @@ class LogParser:
                     continue
                 line += text.count("\n", counted, r.start())
                 counted = r.start()
-                if self._frame is not None and self._frame[0] != line:
-                    self._emit_frame(out)
                 left, right = _segment(text, r.start(), r.end())
                 if (glued := _GLUED.match(text, left, r.start())) is not None:
                     left = glued.end()  # text glued to a tqdm frame: the frame was read as a frame
@@ -205,8 +204,6 @@ class LogParser:
             start = m.start()
             line += text.count("\n", counted, start)
             counted = start
-            if self._frame is not None and self._frame[0] != line:
-                self._emit_frame(out)
             token = m.group()
             if token == "{'":
                 d = _DICT.match(text, start)
