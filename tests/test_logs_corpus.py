@@ -2,6 +2,8 @@
 
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -57,3 +59,19 @@ def test_a_real_log_gives_what_reading_it_gives(entry):
     out = json.loads(scan.dumps(history))  # strict JSON: nan as a string, never the NaN token
     assert out == json.loads(strict_json.dumps(scan.to_json(history)))
     assert [p["loss"] for p in out["points"]] == [strict_json.finite(p.loss) for p in points]
+
+
+def test_lftop_scan_json_prints_a_diverging_run_as_strict_json():
+    """`lftop scan --json` as a user runs it: valid JSON (no NaN token), nan as "nan", stage metrics by name."""
+    def no_constants(name):
+        raise ValueError(f"not JSON: {name}")
+
+    for name in ("nan_loss_zero_npu_5627.log", "made_here_dpo_lf095_tf56.log"):
+        done = subprocess.run([sys.executable, "-m", "lftop", "scan", str(CORPUS / name), "--json"],
+                              capture_output=True, text=True, timeout=60, check=True)
+        out = json.loads(done.stdout, parse_constant=no_constants)
+        if name.startswith("nan"):
+            assert out["diverged_at"] == 1 and [p["grad_norm"] for p in out["points"]] == ["nan"] * 4
+        else:
+            assert [p["rewards/accuracies"] for p in out["points"]] == [0.5, 0.5, 1.0]
+            assert "rewards/margins" in out["metrics"] and out["eval"][0]["eval_rewards/accuracies"] == 1.0
