@@ -3,15 +3,16 @@
  *
  * scan(data, pos, line, train_total, last_step, frame, pending, out, Point, clock_seconds)
  * reads the lines of `data` from offset `pos` (line number `line`) as LogParser would, appending Point
- * records to `out` (the newest training frame is returned, for LogParser to make the block's Progress), and stops at the first line of any other shape (or with a second
- * metric dict waiting for its step), returning (pos, line, last_step, frame, pending) for the Python
- * parser to go on from; pos is len(data) + 1 when every line was read. Each line is checked whole
- * before it changes any state, so a line it does not take is left to Python untouched, unless it holds
- * none of the tokens LogParser acts on (set once by tokens(), from lftop.logs.parse.TOKENS): such a line
- * yields no record and changes no state, so it is skipped here, found by a two-byte table at memchr pace.
- * A line holding an escape or NUL byte (which LogParser's cleaning removes, joining what they split)
- * always goes to Python. Values the C types cannot hold (counts from Python of 2**63 or more) make scan
- * decline: it returns its inputs, and Python reads the line.
+ * records to `out`, and stops at the first line of any other shape (or with a second metric dict waiting
+ * for its step), returning (pos, line, last_step, frame, pending) for the Python parser to go on from
+ * (frame is the newest training frame, of which LogParser makes the block's Progress record); pos is
+ * len(data) + 1 when every line was read. Each line is checked whole before it changes any state, so a
+ * line it does not take is left to Python untouched, unless it holds none of the tokens LogParser acts
+ * on (set once by tokens(), from lftop.logs.parse.TOKENS): such a line yields no record and changes no
+ * state, so it is skipped here, found by a two-byte table a byte at a time. A line holding an escape or
+ * NUL byte (which LogParser's cleaning removes, joining what they split) always goes to Python. Values
+ * the C types cannot hold (counts from Python of 2**63 or more) make scan decline: it returns its
+ * inputs, and Python reads the line.
  * tests/test_logs.py holds both parsers to the same records on any log.
  */
 #define PY_SSIZE_T_CLEAN

@@ -30,9 +30,9 @@ newest frame is all a reader needs, and a long log holds millions).
 
 Blocks of whole lines arrive as bytes. Lines made only of tqdm frames and the standard metric dict,
 nearly all of a long log, go through the C scanner (lftop.logs._fastlog, built at install where a
-compiler is found), which also skips, at memchr pace, lines holding none of the tokens this parser acts
-on; every other line, or every line without it, goes through the Python parser here, which finds what
-it needs with one regular-expression scan per block. Both give the same records.
+compiler is found), which also skips, with a table lookup a byte, lines holding none of the tokens
+this parser acts on; every other line, or every line without it, goes through the Python parser here,
+which finds what it needs with one regular-expression scan per block. Both give the same records.
 """
 
 from __future__ import annotations
