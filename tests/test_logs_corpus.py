@@ -1,5 +1,7 @@
 """The corpus of real logs (tests/data/logs/MANIFEST.json): every excerpt gives what reading it gives."""
 
+import csv
+import io
 import json
 import math
 import subprocess
@@ -75,3 +77,10 @@ def test_lftop_scan_json_prints_a_diverging_run_as_strict_json():
         else:
             assert [p["rewards/accuracies"] for p in out["points"]] == [0.5, 0.5, 1.0]
             assert "rewards/margins" in out["metrics"] and out["eval"][0]["eval_rewards/accuracies"] == 1.0
+
+
+def test_csv_has_a_column_for_each_stage_metric():
+    rows = list(csv.reader(io.StringIO(scan.to_csv(scan.scan(CORPUS / "made_here_orpo_lf095_tf56.log")))))
+    header = rows[0]
+    assert header[:5] == ["step", "loss", "lr", "grad_norm", "epoch"] and "odds_ratio_loss" in header
+    assert [row[header.index("odds_ratio_loss")] for row in rows[1:]] == ["0.6936", "0.6936", "0.7019"]

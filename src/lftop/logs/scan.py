@@ -57,11 +57,14 @@ def to_json(history: History) -> dict:
 
 
 def to_csv(history: History) -> str:
+    """One row a point: step, loss, lr, grad_norm, epoch, then a column for each other metric of the points."""
+    extra = sorted({name for p in history.points.values() if p.metrics for name in p.metrics})
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["step", "loss", "lr", "grad_norm", "epoch"])
+    writer.writerow(["step", "loss", "lr", "grad_norm", "epoch", *extra])
     for _, p in sorted(history.points.items()):
-        writer.writerow(["" if v is None else v for v in (p.step, p.loss, p.lr, p.grad_norm, p.epoch)])
+        values = (p.step, p.loss, p.lr, p.grad_norm, p.epoch, *((p.metrics or {}).get(name) for name in extra))
+        writer.writerow(["" if v is None else v for v in values])
     return out.getvalue()
 
 
