@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lftop.logs import jsonl, parse, scan, strict_json
+from lftop.logs import jsonl, parse, scan
 from lftop.logs.follower import Follower, last_lines
 from lftop.logs.history import History, RunLogs
 from lftop.logs.parse import LogParser
@@ -304,11 +304,6 @@ def test_the_c_scanner_bounds_its_arguments():
         with pytest.raises(ValueError):
             parse.fastlog.scan(b"abc\n", pos, line, *args)
     assert parse.fastlog.scan(b"abc\n", 5, 1, *args)[:2] == (5, 1)  # past the end: nothing left to read
-
-
-def test_strict_json_writes_nan_and_inf_as_strings():
-    text = strict_json.dumps({"loss": float("nan"), "x": [float("inf"), -float("inf"), 1.5, None]})
-    assert json.loads(text) == {"loss": "nan", "x": ["inf", "-inf", 1.5, None]} and "NaN" not in text
 
 
 def test_a_diverging_run_is_flagged_until_the_step_is_reported_again():

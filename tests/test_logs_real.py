@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import needs_llamafactory
+from lftop.console import dumps
 from lftop.logs import scan
 
 DPO_METRICS = ("rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins", "logps/chosen",
@@ -85,7 +86,7 @@ def test_preference_metrics_are_read_from_llamafactorys_real_output(tiny, tmp_pa
     names = history.metric_names()
     assert {"rewards/accuracies", "rewards/margins", "eval_rewards/accuracies", *extra} <= set(names)
     assert history.series("rewards/accuracies") == [history.points[s].metrics["rewards/accuracies"] for s in (2, 4, 6)]
-    printed = json.loads(scan.dumps(history))  # what `lftop scan --json` prints: every metric under its own name
+    printed = json.loads(dumps(scan.to_json(history)))  # what `lftop scan --json` prints: every metric by name
     assert [p["rewards/margins"] for p in printed["points"]] == [history.points[s].metrics["rewards/margins"]
                                                                  for s in (2, 4, 6)]
     assert history.diverged_at is None and history.total == 6 and history.step == 6

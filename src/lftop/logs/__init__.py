@@ -3,7 +3,7 @@
 Modules: follower (read a growing file in blocks of whole lines), tail (the last bytes of a file),
 text (bytes to text; the optional C scanner), parse (training.log -> records), jsonl
 (trainer_log.jsonl -> records), failures (how a run failed), history (one History per run),
-scan (`lftop scan`), strict_json (JSON output without NaN).
+scan (`lftop scan`).
 
 Metrics, by name. Every numeric value of a transformers metric dict is kept under the name the log
 gives it: `loss`, `learning_rate` (Point.lr), `grad_norm` and `epoch` on the Point, every other one in
@@ -19,5 +19,5 @@ and History.series(name) gives any of them by step. `lftop scan --json` prints e
 
 nan and inf. Values are kept as the log printed them; History.diverged_at is the first step whose loss
 or grad norm is nan or infinite (None while all are finite). JSON output writes them as the strings
-"nan", "inf" and "-inf" (strict_json.dumps), never as the NaN token json.dumps would write.
+"nan", "inf" and "-inf" (lftop.console.dumps), never as the NaN token json.dumps would write.
 """

@@ -6,7 +6,7 @@ import csv
 import io
 from pathlib import Path
 
-from lftop.logs import jsonl, strict_json
+from lftop.logs import jsonl
 from lftop.logs.follower import BLOCK, Follower
 from lftop.logs.history import History
 from lftop.logs.parse import LogParser
@@ -38,7 +38,7 @@ def is_jsonl(path: Path) -> bool:
 
 
 def to_json(history: History) -> dict:
-    """What `scan --json` prints (through strict_json: nan and inf as strings). Each point has step,
+    """What `scan --json` prints (through lftop.console.dumps: nan and inf as strings). Each point has step,
     loss, lr, grad_norm and epoch, then every other metric of its dict by name; each evaluation likewise."""
     points = [
         {"step": p.step, "loss": p.loss, "lr": p.lr, "grad_norm": p.grad_norm, "epoch": p.epoch, **(p.metrics or {})}
@@ -80,7 +80,3 @@ def summary_text(path: Path, history: History) -> str:
         lines.append(f"diverging: loss or grad norm is nan or infinite from step {history.diverged_at}")
     lines += [f"{f.kind} at line {f.line}: {f.message}" for f in history.failures if isinstance(f, Failure)]
     return "\n".join(lines)
-
-
-def dumps(history: History) -> str:
-    return strict_json.dumps(to_json(history), indent=1)
