@@ -2,20 +2,38 @@ import json
 import os
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lftop.logs import jsonl, parse, scan
-from lftop.logs.follower import Follower, clean, read_lines
+from lftop.logs.follower import Follower, last_lines
 from lftop.logs.history import History, RunLogs
-from lftop.logs.parse import LogParser, parse_lines
+from lftop.logs.parse import LogParser
 from lftop.logs.records import Eval, Fact, Failure, Point, Progress, Summary
+from lftop.logs.tail import read_tail
+from lftop.logs.text import clean
 
 DATA = Path(__file__).parent / "data"
 
 
+def parse_file(path: Path) -> list:
+    """Every record of a finished log, read as lftop reads one: blocks of lines, then the last line."""
+    follower, parser, found = Follower(path), LogParser(), []
+    while (block := follower.read_block()).count:
+        found += parser.feed_block(block.first, block.data)
+    if (last := follower.flush()).count:
+        found += parser.feed_block(last.first, last.data)
+    return found + parser.finish()
+
+
+def parse_text(text: str) -> list:
+    parser = LogParser()
+    return parser.feed_block(1, text) + parser.finish()
+
+
 def records(name: str):
-    return parse_lines(read_lines(DATA / name))
+    return parse_file(DATA / name)
 
 
 def test_transformers_5_string_metrics_behind_tqdm_frames():
@@ -45,18 +63,20 @@ def test_torchrun_failures_with_rank_prefixes():
 
 
 def test_a_traceback_ending_in_an_ordinary_error():
-    text = "Traceback (most recent call last):\n  File \"x.py\", line 1, in <module>\nValueError: Output directory already exists\n"
-    (failure,) = parse_lines(enumerate(text.splitlines(), 1))
+    text = ("Traceback (most recent call last):\n  File \"x.py\", line 1, in <module>\n"
+            "ValueError: Output directory already exists\n")
+    (failure,) = parse_text(text.rstrip("\n"))
     assert failure == Failure("traceback", "ValueError: Output directory already exists", 3)
 
 
 def test_plain_error_words_outside_a_traceback_are_not_failures():
     text = "[WARNING|x] No metric eval_loss to plot.\nthe word Error in a sentence\nKeyError: not after a traceback\n"
-    assert parse_lines(enumerate(text.splitlines(), 1)) == []
+    assert parse_text(text.rstrip("\n")) == []
 
 
 def test_trainer_log_jsonl_with_garbage_eval_summary_and_vram():
-    lines = read_lines(DATA / "trainer_log.jsonl")
+    follower = Follower(DATA / "trainer_log.jsonl")
+    lines = follower.read() + follower.flush().lines()
     history = History()
     for number, text in lines:
         history.add_jsonl(jsonl.parse_line(number, text))
@@ -101,7 +121,7 @@ def test_partial_lines_are_held_until_complete(tmp_path):
     with open(path, "ab") as out:
         out.write(b"o\nthree")
     assert f.read() == [(2, "two")]
-    assert f.flush() == [(3, "three")]
+    assert f.flush().lines() == [(3, "three")]
 
 
 def test_truncation_and_replacement_start_again(tmp_path):
@@ -127,22 +147,26 @@ def test_garbage_bytes_nul_ansi_and_a_10mb_line(tmp_path):
     assert lines[2] == (3, "after") and f.truncated_lines == 1
 
 
-def test_a_multi_gigabyte_log_opens_at_its_end(tmp_path):
+def test_the_tail_of_a_multi_gigabyte_log_is_read_from_its_end(tmp_path):
     path = tmp_path / "big.log"
     with open(path, "wb") as out:
         out.write(b"x" * 1000 + b"\n")
         out.seek(3 << 30)
         out.write("\n{'loss': '1.5', 'epoch': '0.5'}\n\r  7%|▋         | 7/100 [00:01<00:10,  9.0it/s]\n".encode())
-    found = scan.tail(path)
-    assert found.point is not None and found.point.loss == 1.5 and found.point.step == 7
-    assert found.progress.step == 7
+    data = read_tail(path, 4096)
+    assert data.startswith(b"{'loss'")  # the cut first line (of sparse zeros) is dropped
+    assert last_lines(path, 2) == ["{'loss': '1.5', 'epoch': '0.5'}",
+                                   "\r  7%|▋         | 7/100 [00:01<00:10,  9.0it/s]"]
+    assert read_tail(tmp_path / "missing", 10) is None and last_lines(tmp_path / "missing", 3) == []
 
 
 @settings(max_examples=60, deadline=None)
 @given(cuts=st.lists(st.integers(min_value=0, max_value=2000), max_size=12))
 def test_any_split_into_writes_yields_the_same_records(tmp_path_factory, cuts):
     data = (DATA / "v5.log").read_bytes() + (DATA / "torchrun.log").read_bytes() + (DATA / "v4.log").read_bytes()
-    whole = parse_lines(read_lines_from_bytes(tmp_path_factory.mktemp("w"), data))
+    whole_path = tmp_path_factory.mktemp("w") / "whole"
+    whole_path.write_bytes(data)
+    whole = parse_file(whole_path)
     path = tmp_path_factory.mktemp("s") / "log"
     path.write_bytes(b"")
     follower, parser, got = Follower(path), LogParser(), []
@@ -154,44 +178,73 @@ def test_any_split_into_writes_yields_the_same_records(tmp_path_factory, cuts):
         start = end
         block = follower.read_block()  # many lines at once, as a history load reads them
         got += parser.feed_block(block.first, block.data) if block.count else []  # bytes: the C scanner's way
-    for number, text in follower.flush():
-        got += parser.feed(number, text)
+    if (last := follower.flush()).count:
+        got += parser.feed_block(last.first, last.data)
     got += parser.finish()
-    assert got == whole
-
-
-def read_lines_from_bytes(folder: Path, data: bytes):
-    path = folder / "whole"
-    path.write_bytes(data)
-    return read_lines(path)
+    events = [r for r in got if not isinstance(r, Progress)]  # a Progress is a block's newest frame
+    assert events == [r for r in whole if not isinstance(r, Progress)]
+    last = [r for r in got if isinstance(r, Progress)][-1:]
+    assert last == [r for r in whole if isinstance(r, Progress)][-1:]
 
 
 # -- the C scanner against the Python parser ------------------------------------------------------
 
 def _frame(step: int, total: int, rate: str) -> str:
-    return f"{step * 100 // total:3d}%|{'█' * (step * 10 // total):<10}| {step}/{total} [00:0{step % 10}<01:{step % 60:02d}{rate}]"
+    bar = "█" * (step * 10 // total)
+    return f"{step * 100 // total:3d}%|{bar:<10}| {step}/{total} [00:0{step % 10}<01:{step % 60:02d}{rate}]"
 
 
+_RATES = [",  1.52it/s", ", 3.10s/it", ", ?it/s", "", ",  0.00it/s", ", 0.00s/it", ", 1.2.3it/s"]
+_FRAMES = st.builds(_frame, st.integers(0, 30), st.sampled_from([30, 30, 30, 7]), st.sampled_from(_RATES))
+_HUGE = "9" * 5000  # past int()'s 4300 digits
+_GLUED_TEXT = [
+    "[rank1]: Traceback (most recent call last):",
+    "[rank5]:[E602 11:17:52.1 ProcessGroupNCCL.cpp:632] Watchdog caught collective",
+    "[INFO|2024-12-08 01:10:34] llamafactory.train.callbacks:157 >> "
+    "{'loss': 1.1000, 'learning_rate': 1.0e-05, 'epoch': 0.40}",
+    "[INFO|trainer.py:3815] 2026-11-29 03:52:00,171 >> Saving model checkpoint to /tmp/out/checkpoint-50",
+]
 _PIECES = st.one_of(
-    st.builds(_frame, st.integers(0, 30), st.sampled_from([30, 30, 30, 7]),
-              st.sampled_from([",  1.52it/s", ", 3.10s/it", ", ?it/s", "", ",  0.00it/s", ", 0.00s/it", ", 1.2.3it/s"])),
+    _FRAMES,
     st.builds(lambda loss, q: f"{{'loss': {q}{loss}{q}, 'grad_norm': {q}0.45{q}, 'learning_rate': {q}1e-05{q}, "
-                              f"'epoch': {q}0.{loss[-1]}{q}}}", st.sampled_from(["2.1", "1.95", "0.5", "nan"]),
+                              f"'epoch': {q}0.{loss[-1]}{q}}}", st.sampled_from(["2.1", "1.95", "0.5", "nan", "inf"]),
               st.sampled_from(["'", ""])),
+    st.builds(str.__add__, _FRAMES, st.sampled_from(_GLUED_TEXT)),  # text glued to a bar
     st.sampled_from([
         " " * 20, "", "{'loss': '1.5', 'epoch': '0.5'}", "{'eval_loss': '1.9', 'epoch': '0.4'}",
-        "{'train_runtime': '10.2', 'train_loss': '1.7', 'epoch': '1.0'}", "\x1b[31m 50%|#####| 15/30 [00:01<00:01, 9.0it/s]\x1b[0m",
+        "{'train_runtime': '10.2', 'train_loss': '1.7', 'epoch': '1.0'}",
+        "\x1b[31m 50%|#####| 15/30 [00:01<00:01, 9.0it/s]\x1b[0m",
         "[INFO|trainer.py:1478] 2026-11-22 07:52:57,024 >>   Total optimization steps = 30",
         "[INFO|2026-11-22 07:54:27] llamafactory.hparams.parser:144 >> Resuming training from /x/checkpoint-10.",
         "***** train metrics *****", "  train_loss               =     5.5892", "Traceback (most recent call last):",
-        "  File \"x.py\", line 1, in <module>", "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0",
+        "  File \"x.py\", line 1, in <module>",
+        "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0",
         "[rank1]: NCCL error: unhandled system error", "Killed", "garbage \udcff bytes",
+        # other stages, nan and inf, a dict naming its step
+        "{'loss': inf, 'grad_norm': nan, 'learning_rate': 1e-05, 'epoch': 0.3}",
+        "{'loss': '0.69', 'grad_norm': '0.2', 'learning_rate': '1e-05', 'rewards/accuracies': '0.5', "
+        "'rewards/margins': '0.01', 'epoch': '0.2'}",
+        "{'eval_loss': '0.6', 'eval_rewards/accuracies': '1', 'epoch': '0.2'}", "{'loss': 1.25, 'step': 12}",
+        # prefixes
+        "[rank1]: Traceback (most recent call last):", "[rank1]:   File \"x.py\", line 3",
+        "[rank1]: RuntimeError: boom",
+        "stderr: Traceback (most recent call last):", "stderr: ValueError: bad", "[1234] {'loss': 2.5, 'epoch': 0.7}",
+        "[1235]   3%|▎         | 3/30 [00:01<00:09,  3.0it/s]",
+        # counts past a long long, and past int()'s digits
+        " 50%|#####     | 9223372036854775808/18446744073709551616 [00:01<00:01,  9.0it/s]",
+        f" 50%|#####     | {_HUGE}/30 [00:01<00:01,  9.0it/s]", f"  3%|          | 1/{_HUGE} [00:01<00:01,  9.0it/s]",
+        "  Total optimization steps = 9223372036854775808", f"  Total optimization steps = {_HUGE}",
+        "  Total optimization steps = ,",
+        # lines without a token (the C scanner skips them), and tokens split by what cleaning removes
+        '  "vocab_size": 384,',
+        "[INFO|hub.py:364] 2026-11-29 03:51:59,025 >> Offline mode: forcing local_files_only=True",
+        "Trace\x1b[0mback (most recent call last):", "  Total opti\x00mization steps = 40",
     ]),
 )
 _LINES = st.lists(st.lists(_PIECES, min_size=0, max_size=6).map(lambda segs: "\r".join(segs)), min_size=1, max_size=30)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(lines=_LINES, cuts=st.lists(st.integers(0, 40), max_size=4))
 def test_the_c_scanner_gives_exactly_the_python_parsers_records(lines, cuts):
     blocks, start = [], 0
@@ -207,20 +260,55 @@ def test_the_c_scanner_gives_exactly_the_python_parsers_records(lines, cuts):
 
 
 def test_the_c_scanner_is_built_and_takes_the_common_lines():
-    assert parse._fastlog is not None, "the install did not compile src/lftop/logs/_fastlog.c (is a C compiler there?)"
+    assert parse.fastlog is not None, "the install did not compile src/lftop/logs/_fastlog.c (is a C compiler there?)"
     data = ("\r" + _frame(1, 30, ",  1.52it/s") + "\r{'loss': '2.1', 'grad_norm': '0.45', 'learning_rate': '1e-05', "
             "'epoch': '0.1'}\n\r" + _frame(2, 30, ",  1.52it/s") + "\n").encode()
     out = []
-    pos, line, last_step, frame, pending = parse._fastlog.scan(
-        data, 0, 1, None, None, None, None, out, Point, Progress, jsonl.clock_seconds)
+    pos, line, last_step, frame, pending = parse.fastlog.scan(
+        data, 0, 1, None, None, None, None, out, Point, jsonl.clock_seconds)
     assert pos == len(data) + 1 and line == 4 and last_step == 2 and pending is None  # every line, in C
-    assert out == [Progress(1, 30, 1.52, 29 / 1.52, 1), Point(2, 2.1, 1e-05, 0.45, 0.1, 1)]
-    assert frame == (2, 2, 30, 1.52, 28 / 1.52)
+    assert out == [Point(2, 2.1, 1e-05, 0.45, 0.1, 1)]
+    assert frame == (2, 2, 30, 1.52, 28 / 1.52)  # the newest frame: LogParser makes the block's Progress of it
 
 
 def test_every_word_the_parser_acts_on_stops_the_c_scanners_skip():
     """The C scanner skips superseded frames unread unless they hold a byte of STOP: each word LogParser
     looks for must hold one, or a frame hiding it would be skipped by C and read by Python."""
-    stop = set(parse._fastlog.STOP.decode())
+    stop = set(parse.fastlog.STOP.decode())
     assert all(stop & set(word) for word in parse._RARE_WORDS)
     assert {"{", "*", "\r", "\x1b"} <= stop  # a dict's and a metrics header's first byte; a segment's end; escapes
+
+
+def test_bad_counts_are_not_counts():
+    """A total of no digits or past int()'s 4300 digits is no total; a frame of such a count is no frame."""
+    text = "\n".join(["  Total optimization steps = ,", f"  Total optimization steps = {_HUGE}",
+                      f"  3%|          | {_HUGE}/30 [00:01<00:01,  9.0it/s]",
+                      "  3%|          | 1/30 [00:01<00:01,  9.0it/s]"])
+    found = parse_text(text)
+    assert [r for r in found if isinstance(r, Fact)] == []
+    assert [(p.step, p.total) for p in found if isinstance(p, Progress)] == [(1, 30)]
+
+
+def test_counts_past_a_long_long_are_read_in_python():
+    big = 2**63
+    text = f"  Total optimization steps = {big}\n  0%|          | {big - 5}/{big} [00:01<00:01,  9.0it/s]\n"
+    python, fast = LogParser(), LogParser()
+    expected = python.feed_block(1, text) + python.finish()
+    got = fast.feed_block(1, text.encode()) + fast.finish()  # the C scanner declines the total it cannot hold
+    assert got == expected and expected[-1] == Progress(big - 5, big, 9.0, 5 / 9.0, 2)
+
+
+def test_the_c_scanner_bounds_its_arguments():
+    args = (None, None, None, None, [], Point, jsonl.clock_seconds)
+    for pos, line in ((-100, 1), (len(b"abc\n") + 2, 1), (0, -1), (0, 2**63 - 2)):
+        with pytest.raises(ValueError):
+            parse.fastlog.scan(b"abc\n", pos, line, *args)
+    assert parse.fastlog.scan(b"abc\n", 5, 1, *args)[:2] == (5, 1)  # past the end: nothing left to read
+
+
+def test_a_diverging_run_is_flagged_until_the_step_is_reported_again():
+    history = History()
+    history.add_log([Point(1, 2.0, None, 0.5, None, 1), Point(2, float("nan"), None, None, None, 2)])
+    assert history.diverged_at == 2 and scan.to_json(history)["diverged_at"] == 2
+    history.add_log([Point(2, 1.9, None, 0.4, None, 3)])  # resumed from before it, step 2 went well
+    assert history.diverged_at is None

@@ -1,16 +1,23 @@
 /* The hot path of lftop.logs.parse.LogParser, in C: lines made only of tqdm frames, blank segments and
  * transformers' standard metric dict, which are nearly all of a long training.log.
  *
- * scan(data, pos, line, train_total, last_step, frame, pending, out, Point, Progress, clock_seconds)
+ * scan(data, pos, line, train_total, last_step, frame, pending, out, Point, clock_seconds)
  * reads the lines of `data` from offset `pos` (line number `line`) as LogParser would, appending Point
- * and Progress records to `out`, and stops at the first line of any other shape (or with a second
- * metric dict waiting for its step), returning (pos, line, last_step, frame, pending) for the Python
- * parser to go on from; pos is len(data) + 1 when every line was read. Each line is checked whole
- * before it changes any state, so a line it does not take is left to Python untouched.
+ * records to `out`, and stops at the first line of any other shape (or with a second metric dict waiting
+ * for its step), returning (pos, line, last_step, frame, pending) for the Python parser to go on from
+ * (frame is the newest training frame, of which LogParser makes the block's Progress record); pos is
+ * len(data) + 1 when every line was read. Each line is checked whole before it changes any state, so a
+ * line it does not take is left to Python untouched, unless it holds none of the tokens LogParser acts
+ * on (set once by tokens(), from lftop.logs.parse.TOKENS): such a line yields no record and changes no
+ * state, so it is skipped here, found by a two-byte table a byte at a time. A line holding an escape or
+ * NUL byte (which LogParser's cleaning removes, joining what they split) always goes to Python. Values
+ * the C types cannot hold (counts from Python of 2**63 or more) make scan decline: it returns its
+ * inputs, and Python reads the line.
  * tests/test_logs.py holds both parsers to the same records on any log.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #ifdef __SSE2__
@@ -136,7 +143,37 @@ static void spaces(const char **p, const char *e)
         (*p)++;
 }
 
-/* `  12%|███▌      | 120/1000 [01:23<10:12,  1.44it/s]`: nothing before or after in its segment. */
+/* The tokens LogParser acts on, grouped by their first two bytes: pair_first[b0 << 8 | b1] is 1 + the
+ * index of the first token starting with those bytes (0: none), the tokens being sorted. */
+#define MAX_TOKENS 64
+static char *tokens_[MAX_TOKENS];
+static Py_ssize_t token_len[MAX_TOKENS];
+static int n_tokens;
+static unsigned char pair_first[65536];
+
+static int has_token(const char *p, const char *e)
+{
+    if (!n_tokens)
+        return 1;  /* tokens() not called: every line is Python's */
+    for (; p < e; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c == 0x1b || c == 0)
+            return 1;  /* LogParser's cleaning removes these, joining what they split */
+        if (e - p < 2)
+            break;
+        int first = pair_first[c << 8 | (unsigned char)p[1]];
+        if (!first)
+            continue;
+        for (int t = first - 1; t < n_tokens && tokens_[t][0] == p[0] && tokens_[t][1] == p[1]; t++)
+            if (e - p >= token_len[t] && memcmp(p, tokens_[t], token_len[t]) == 0)
+                return 1;
+    }
+    return 0;
+}
+
+/* `  12%|███▌      | 120/1000 [01:23<10:12,  1.44it/s]`: nothing before it in its segment, and after it
+ * only text without a token (spaces tqdm pads with; a logger line glued to the bar, which LogParser
+ * reads as nothing). */
 static int parse_frame(const char *p, const char *e, frame_t *f)
 {
     long long pct;
@@ -180,7 +217,7 @@ static int parse_frame(const char *p, const char *e, frame_t *f)
                 return 0;
         }
     }
-    return literal(&p, e, "]") && p == e;
+    return literal(&p, e, "]") && (p == e || !has_token(p, e));
 }
 
 /* {'loss': '2.1', 'grad_norm': '0.45', 'learning_rate': '1e-4', 'epoch': '0.02'} (5.x) or unquoted floats (4.x) */
@@ -337,7 +374,7 @@ typedef struct {
 } cframe_t;  /* LogParser._frame: the newest training frame, not yet a Progress record */
 
 typedef struct {
-    PyObject *out, *point, *progress, *clock;
+    PyObject *out, *point, *clock;
     long long train_total;
     PyObject *last_step_in;       /* as given, until a frame here sets it */
     long long last_step;
@@ -349,7 +386,7 @@ typedef struct {
     long long pending_line;
     int has_pending, pending_from_c;
     dict_t pending_dict;
-    PyObject *total_obj, *rate_obj, *line_obj;  /* the last of each made into an object: they repeat */
+    PyObject *line_obj;  /* the last line number made into an object: it repeats */
 } state_t;
 
 static PyObject *opt_object(opt_t o)
@@ -394,28 +431,12 @@ static int append(PyObject *out, PyObject *o)
     return r;
 }
 
-/* The same object again for a repeated value: a Progress record per line adds up over millions. */
-static PyObject *total_object(state_t *s, long long total)
-{
-    if (!s->total_obj || PyLong_AsLongLong(s->total_obj) != total)
-        Py_XSETREF(s->total_obj, PyLong_FromLongLong(total));
-    return Py_XNewRef(s->total_obj);
-}
-
-static PyObject *line_object(state_t *s, long long line)  /* a line's Progress and the Point logged on it */
+/* The same object again for a repeated value: the Points logged on one line. */
+static PyObject *line_object(state_t *s, long long line)
 {
     if (!s->line_obj || PyLong_AsLongLong(s->line_obj) != line)
         Py_XSETREF(s->line_obj, PyLong_FromLongLong(line));
     return Py_XNewRef(s->line_obj);
-}
-
-static PyObject *rate_object(state_t *s, opt_t rate)
-{
-    if (rate.none)
-        Py_RETURN_NONE;
-    if (!s->rate_obj || memcmp(&((PyFloatObject *)s->rate_obj)->ob_fval, &rate.value, sizeof(double)) != 0)
-        Py_XSETREF(s->rate_obj, PyFloat_FromDouble(rate.value));
-    return Py_XNewRef(s->rate_obj);
 }
 
 /* LogParser._on_frame's rate and ETA, left until the frame is shown: most frames are superseded first. */
@@ -452,17 +473,6 @@ static int frame_times(state_t *s)
     return 0;
 }
 
-static int emit_frame(state_t *s)
-{
-    cframe_t *f = &s->frame;
-    if (frame_times(s) < 0)
-        return -1;
-    PyObject *items[5] = {PyLong_FromLongLong(f->step), total_object(s, f->total), rate_object(s, f->rate),
-                          opt_object(f->eta), line_object(s, f->line)};
-    s->has_frame = 0;
-    return append(s->out, record(s->progress, 5, items));
-}
-
 static int on_frame(state_t *s, const frame_t *f, long long line)
 {
     if (s->train_total >= 0 && f->total != s->train_total)
@@ -473,13 +483,14 @@ static int on_frame(state_t *s, const frame_t *f, long long line)
     s->last_step_set = 1;
     if (!s->has_pending)
         return 0;
-    PyObject *items[6] = {PyLong_FromLongLong(f->step)};  /* the waiting metric dict was logged at this step */
+    PyObject *items[7] = {PyLong_FromLongLong(f->step)};  /* the waiting metric dict was logged at this step */
     for (int i = 0; i < 4; i++)
         items[i + 1] = opt_object(s->pending[i]);
     items[5] = line_object(s, s->pending_line);
+    items[6] = Py_NewRef(Py_None);  /* metrics: a dict of the four standard values has no others */
     s->has_pending = s->pending_from_c = 0;
     Py_CLEAR(s->pending_original);
-    return append(s->out, record(s->point, 6, items));
+    return append(s->out, record(s->point, 7, items));
 }
 
 static void on_dict(state_t *s, const dict_t *d, long long line)
@@ -559,11 +570,28 @@ static PyObject *frame_out(state_t *s)
     return t;
 }
 
+/* 1: read; 0: an error is set; -1: a value beyond a long long (Python holds it; scan declines) */
+static int overflowed(void)
+{
+    if (!PyErr_Occurred())
+        return 1;
+    if (!PyErr_ExceptionMatches(PyExc_OverflowError))
+        return 0;
+    PyErr_Clear();
+    return -1;
+}
+
 static int state_in(state_t *s, PyObject *train_total, PyObject *frame, PyObject *pending)
 {
+    int ok;
     s->train_total = train_total == Py_None ? -1 : PyLong_AsLongLong(train_total);
-    if (s->train_total == -1 && PyErr_Occurred())
-        return 0;
+    if (s->train_total == -1 && (ok = overflowed()) != 1)
+        return ok;
+    if (s->last_step_in != Py_None) {
+        long long step = PyLong_AsLongLong(s->last_step_in);
+        if (step == -1 && (ok = overflowed()) != 1)
+            return ok;
+    }
     if (frame != Py_None) {
         if (!PyTuple_Check(frame) || PyTuple_GET_SIZE(frame) != 5) {
             PyErr_SetString(PyExc_TypeError, "frame: (line, step, total, rate, eta)");
@@ -571,10 +599,11 @@ static int state_in(state_t *s, PyObject *train_total, PyObject *frame, PyObject
         }
         cframe_t *f = &s->frame;
         f->line = PyLong_AsLongLong(PyTuple_GET_ITEM(frame, 0));
-        f->step = PyLong_AsLongLong(PyTuple_GET_ITEM(frame, 1));
-        f->total = PyLong_AsLongLong(PyTuple_GET_ITEM(frame, 2));
-        if (PyErr_Occurred() || !opt_from(PyTuple_GET_ITEM(frame, 3), &f->rate) ||
-            !opt_from(PyTuple_GET_ITEM(frame, 4), &f->eta))
+        f->step = f->line == -1 && PyErr_Occurred() ? -1 : PyLong_AsLongLong(PyTuple_GET_ITEM(frame, 1));
+        f->total = f->step == -1 && PyErr_Occurred() ? -1 : PyLong_AsLongLong(PyTuple_GET_ITEM(frame, 2));
+        if ((ok = overflowed()) != 1)
+            return ok;
+        if (!opt_from(PyTuple_GET_ITEM(frame, 3), &f->rate) || !opt_from(PyTuple_GET_ITEM(frame, 4), &f->eta))
             return 0;
         f->timed = s->has_frame = 1;
     }
@@ -587,13 +616,51 @@ static int state_in(state_t *s, PyObject *train_total, PyObject *frame, PyObject
             if (!as_number(values, keys[i], &s->pending[i]))
                 return 0;
         s->pending_line = PyLong_AsLongLong(pl);
-        if (s->pending_line == -1 && PyErr_Occurred())
-            return 0;
+        if (s->pending_line == -1 && (ok = overflowed()) != 1)
+            return ok;
         Py_INCREF(pending);
         s->pending_original = pending;
         s->has_pending = 1;
     }
     return 1;
+}
+
+static int by_bytes(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static PyObject *set_tokens(PyObject *self, PyObject *arg)
+{
+    if (!PyTuple_Check(arg) || PyTuple_GET_SIZE(arg) > MAX_TOKENS) {
+        PyErr_Format(PyExc_TypeError, "tokens: a tuple of at most %d bytes objects", MAX_TOKENS);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(arg); i++) {
+        PyObject *t = PyTuple_GET_ITEM(arg, i);
+        if (!PyBytes_Check(t) || PyBytes_GET_SIZE(t) < 2 || memchr(PyBytes_AS_STRING(t), 0, PyBytes_GET_SIZE(t))) {
+            PyErr_SetString(PyExc_ValueError, "tokens: each of at least two bytes, none NUL");
+            return NULL;
+        }
+    }
+    for (int i = 0; i < n_tokens; i++)
+        PyMem_Free(tokens_[i]);
+    n_tokens = 0;
+    memset(pair_first, 0, sizeof pair_first);
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(arg); i++) {
+        PyObject *t = PyTuple_GET_ITEM(arg, i);
+        Py_ssize_t len = PyBytes_GET_SIZE(t);
+        if (!(tokens_[n_tokens] = PyMem_Malloc(len + 1)))
+            return PyErr_NoMemory();
+        memcpy(tokens_[n_tokens], PyBytes_AS_STRING(t), len + 1);
+        n_tokens++;
+    }
+    qsort(tokens_, n_tokens, sizeof tokens_[0], by_bytes);
+    for (int i = n_tokens - 1; i >= 0; i--) {
+        token_len[i] = (Py_ssize_t)strlen(tokens_[i]);
+        pair_first[(unsigned char)tokens_[i][0] << 8 | (unsigned char)tokens_[i][1]] = (unsigned char)(i + 1);
+    }
+    Py_RETURN_NONE;
 }
 
 static PyObject *scan(PyObject *self, PyObject *args)
@@ -603,23 +670,35 @@ static PyObject *scan(PyObject *self, PyObject *args)
     long long line;
     PyObject *train_total, *frame, *pending, *result = NULL;
     state_t s = {0};
-    if (!PyArg_ParseTuple(args, "y*nLOOOOO!OOO", &buf, &pos, &line, &train_total, &s.last_step_in, &frame, &pending,
-                          &PyList_Type, &s.out, &s.point, &s.progress, &s.clock))
+    if (!PyArg_ParseTuple(args, "y*nLOOOOO!OO", &buf, &pos, &line, &train_total, &s.last_step_in, &frame, &pending,
+                          &PyList_Type, &s.out, &s.point, &s.clock))
         return NULL;
     const char *data = buf.buf;
     Py_ssize_t n = buf.len;
-    if (!state_in(&s, train_total, frame, pending))
+    if (pos < 0 || pos > n + 1 || line < 0 || line > LLONG_MAX - n - 1) {
+        PyErr_Format(PyExc_ValueError, "scan: offset %zd or line %lld out of range for %zd bytes", pos, line, n);
         goto done;
+    }
+    int state = state_in(&s, train_total, frame, pending);
+    if (state == 0)
+        goto done;
+    if (state < 0) {  /* declined: the inputs back, untouched */
+        result = Py_BuildValue("(nLOOO)", pos, line, s.last_step_in, frame, pending);
+        goto done;
+    }
     while (pos <= n) {
         const char *start = data + pos;
         const char *nl = memchr(start, '\n', n - pos);
         const char *end = nl ? nl : data + n;
         event_t ev[MAX_EVENTS];
         int count;
-        if (!read_line(start, end, s.train_total, s.has_pending, ev, &count))
-            break;
-        if (count && s.has_frame && s.frame.line != line && emit_frame(&s) < 0)
-            goto done;
+        if (!read_line(start, end, s.train_total, s.has_pending, ev, &count)) {
+            if (has_token(start, end))
+                break;
+            pos = end - data + 1;  /* nothing LogParser acts on */
+            line++;
+            continue;
+        }
         for (int i = 0; i < count; i++) {
             if (ev[i].is_dict)
                 on_dict(&s, &ev[i].d, line);
@@ -640,9 +719,7 @@ static PyObject *scan(PyObject *self, PyObject *args)
     }
 done:
     Py_XDECREF(s.pending_original);
-    Py_XDECREF(s.total_obj);
     Py_XDECREF(s.line_obj);
-    Py_XDECREF(s.rate_obj);
     PyBuffer_Release(&buf);
     return result;
 }
@@ -662,6 +739,7 @@ static PyObject *count_lines(PyObject *self, PyObject *arg)
 static PyMethodDef methods[] = {
     {"scan", scan, METH_VARARGS, "Parse simple training.log lines from an offset; see the module source."},
     {"newlines", count_lines, METH_O, "The number of newline bytes in a bytes-like object (memchr, not a byte loop)."},
+    {"tokens", set_tokens, METH_O, "Set the tokens (a tuple of bytes) whose lines scan hands to Python."},
     {NULL, NULL, 0, NULL},
 };
 

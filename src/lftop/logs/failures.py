@@ -1,17 +1,22 @@
-"""Recognise how a training process failed: CUDA OOM, NCCL, tracebacks, the host's OOM killer."""
+"""Recognise how a training process failed: CUDA OOM, NCCL, tracebacks, a launcher's exit, the host's OOM killer."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
+from lftop.logs.tail import read_tail
+
 OOM = re.compile(
-    r"(?:torch\.(?:cuda\.)?OutOfMemoryError: )?(?:CUDA|HIP) out of memory\.?.*|CUDA error: out of memory.*|CUBLAS_STATUS_ALLOC_FAILED.*"
+    r"(?:torch\.(?:cuda\.)?OutOfMemoryError: )?(?:CUDA|HIP) out of memory\.?.*|CUDA error: out of memory.*|"
+    r"CUBLAS_STATUS_ALLOC_FAILED.*"
 )
 OOM_DETAIL = re.compile(r"Tried to allocate ([\d.]+ [KMGT]?i?B)\. GPU (\d+)")
 NCCL = re.compile(r"(NCCL (?:error|WARN|timeout)|ncclInternalError|ncclSystemError|ncclUnhandledCudaError|"
-                  r"Watchdog caught collective operation timeout|NCCL communicator was aborted|DistBackendError).*", re.I)
-KILLED = re.compile(r"exitcode\s*:\s*-9\b|Signal 9 \(SIGKILL\) received|^Killed$")
+                  r"Watchdog caught collective|Timeout at NCCL work|NCCL communicator was aborted|DistBackendError).*",
+                  re.I)
+KILLED = re.compile(r"exitcode\s*:\s*-9\b|Signal 9 \(SIGKILL\) received|^Killed$|exits with return code = -9\b")
+LAUNCHER_EXIT = re.compile(r"exits with return code = -?[1-9]\d*")  # DeepSpeed's launcher, after a rank failed
 EXCEPTION = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Interrupt)|ChildFailedError)(?::\s?(.*))?$")
 
 
@@ -27,13 +32,7 @@ def classify_exit(rc: int, log: Path, window: int = 65536) -> tuple[str, str]:
     """(kind, message) for a training process that exited with `rc`, from its exit code and log tail."""
     if rc in (-9, 137):
         return "killed", "killed by SIGKILL (the host's OOM killer, or kill -9)"
-    try:
-        with open(log, "rb") as f:
-            f.seek(0, 2)
-            f.seek(max(0, f.tell() - window))
-            tail = f.read().decode("utf-8", "replace")
-    except OSError:
-        tail = ""
+    tail = (read_tail(log, window) or b"").decode("utf-8", "replace")
     for line in reversed(tail.replace("\r", "\n").splitlines()):
         if OOM.search(line):
             return "oom", oom_message(line)

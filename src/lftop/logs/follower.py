@@ -10,25 +10,14 @@ Reading hands out blocks of whole lines as bytes; a block's text is decoded and 
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-BLOCK = 4 << 20  # bytes to read at a time through a long log: the allocator reuses blocks this size, and caches hold them
+from lftop.logs.tail import read_tail
+from lftop.logs.text import clean, newlines
 
-try:
-    from lftop.logs import _fastlog
-except ImportError:  # built without a compiler
-    _fastlog = None
-
-_CONTROL = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07\n]*\x07|\x00")
-
-
-def clean(raw: bytes) -> str:
-    """Text of raw lines: invalid UTF-8 replaced, ANSI escapes and NUL bytes removed."""
-    text = raw.decode("utf-8", "replace")
-    return _CONTROL.sub("", text) if ("\x1b" in text or "\x00" in text) else text
+BLOCK = 4 << 20  # bytes to read at a time through a long log: the allocator reuses blocks this size; caches hold them
 
 
 @dataclass(frozen=True)
@@ -109,7 +98,7 @@ class Follower:
         first = self.line_no + 1
         if not any_line:
             return Block(first, b"", 0)
-        count = (data.count(b"\n") if _fastlog is None else _fastlog.newlines(data)) + 1
+        count = newlines(data) + 1
         if self._may_hold_a_long_line(data) and max(map(len, parts := data.split(b"\n"))) > self.max_line:
             self.truncated_lines += sum(1 for p in parts if len(p) > self.max_line)
             data = b"\n".join(p[-self.max_line:] for p in parts)
@@ -125,29 +114,13 @@ class Follower:
         """New complete lines as (line number, text)."""
         return self.read_block(limit).lines()
 
-    def flush(self) -> list[tuple[int, str]]:
+    def flush(self) -> Block:
         """The held-back last line, for a file that is complete (a finished run's log)."""
-        if not self._partial:
-            return []
         data, self._partial = self._partial, b""
-        return self._block(data, True).lines()
-
-
-def read_lines(path: str | os.PathLike[str], max_line: int = 1 << 20) -> list[tuple[int, str]]:
-    """Every line of a file that is not growing, the last one included."""
-    follower = Follower(path, max_line)
-    return follower.read() + follower.flush()
+        return self._block(data, bool(data))
 
 
 def last_lines(path: str | os.PathLike[str], count: int, window: int = 1 << 20) -> list[str]:
     """The last `count` complete lines of a file, from at most its last `window` bytes."""
-    try:
-        with open(path, "rb") as f:
-            size = f.seek(0, 2)
-            f.seek(max(0, size - window))
-            data = f.read()
-    except OSError:
-        return []
-    if size > window:
-        data = data[data.find(b"\n") + 1:]
+    data = read_tail(path, window)
     return clean(data.rstrip(b"\n")).split("\n")[-count:] if data else []

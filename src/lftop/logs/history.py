@@ -2,12 +2,14 @@
 
 Points are keyed by step, so a step logged in both files, or logged again after resuming from an
 earlier checkpoint, appears once (the later report wins). trainer_log.jsonl is authoritative for loss,
-learning rate and epoch; training.log adds the grad norm, which the JSONL file lacks. The ETA comes
-from the step rate, never from the JSONL `remaining_time` (wrong after a resume).
+learning rate and epoch; training.log adds the grad norm and the other metrics, which the JSONL file
+lacks. The ETA comes from the step rate, never from the JSONL `remaining_time` (wrong after a resume).
+A run is diverging (`diverged_at`) while a point it holds has a loss or grad norm that is nan or infinite.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 
@@ -15,6 +17,9 @@ from lftop.logs import jsonl
 from lftop.logs.follower import BLOCK, Follower
 from lftop.logs.parse import LogParser
 from lftop.logs.records import Eval, Fact, Failure, Point, Progress, Record, Summary
+
+_FIELDS = ("loss", "lr", "grad_norm", "epoch")
+_INF = math.inf
 
 
 @dataclass
@@ -27,28 +32,47 @@ class History:
     step: int | None = None
     total: int | None = None
     rate: float | None = None  # steps per second
-    _log_grad: dict[int, float] = field(default_factory=dict)
+    _nonfinite: set[int] = field(default_factory=set)  # steps whose point has a nan or infinite loss or grad norm
+    _names: set[str] = field(default_factory=set)  # the other metrics points and evaluations have given values of
     _jsonl_steps: set[int] = field(default_factory=set)
     _segment: list[tuple[float, int]] = field(default_factory=list)  # (elapsed_s, step) of this process
 
+    @property
+    def diverged_at(self) -> int | None:
+        """The first step whose loss or grad norm is nan or infinite; None while every one is finite."""
+        return min(self._nonfinite) if self._nonfinite else None
+
     def add_log(self, records: list[Record]) -> None:
-        """Records from training.log."""
+        """Records from training.log (a loop kept tight: a long log gives millions of points)."""
+        points, jsonl_steps, nonfinite, names = self.points, self._jsonl_steps, self._nonfinite, self._names
         for r in records:
-            if isinstance(r, Point) and r.step is not None:
-                if r.grad_norm is not None:
-                    self._log_grad[r.step] = r.grad_norm
-                if r.step not in self._jsonl_steps:
-                    self.points[r.step] = r
-                elif self.points[r.step].grad_norm is None and r.grad_norm is not None:
-                    self.points[r.step] = self.points[r.step]._replace(grad_norm=r.grad_norm)
-            else:
+            if type(r) is not Point:
                 self._common(r, from_log=True)
+                continue
+            step = r.step
+            if step is None:
+                continue
+            if jsonl_steps and step in jsonl_steps:  # the JSONL point stands; the log adds what it lacks
+                held = points[step]
+                r = held._replace(grad_norm=held.grad_norm if held.grad_norm is not None else r.grad_norm,
+                                  metrics={**(r.metrics or {}), **(held.metrics or {})} or None)
+            points[step] = r
+            loss, grad = r.loss, r.grad_norm
+            if (loss is not None and not -_INF < loss < _INF) or (grad is not None and not -_INF < grad < _INF):
+                nonfinite.add(step)  # nan fails both comparisons
+            elif nonfinite:
+                nonfinite.discard(step)
+            if r.metrics:
+                names.update(r.metrics)
 
     def add_jsonl(self, records: list[Record]) -> None:
         """Records from trainer_log.jsonl."""
         for r in records:
             if isinstance(r, Point):
-                self.points[r.step] = r._replace(grad_norm=self._log_grad.get(r.step))
+                held = self.points.get(r.step)  # grad norm and metrics come from the log's report of the step
+                grad, metrics = (held.grad_norm, held.metrics) if held is not None else (None, None)
+                self._jsonl_steps.discard(r.step)  # this report wins over an earlier one
+                self.add_log([r._replace(grad_norm=grad, metrics={**(metrics or {}), **(r.metrics or {})} or None)])
                 self._jsonl_steps.add(r.step)
             elif isinstance(r, Fact) and r.key == "elapsed_s":
                 self._timing(float(r.value))
@@ -68,6 +92,7 @@ class History:
         if isinstance(r, Eval):
             if r.step is not None:
                 self.evals[r.step] = r
+                self._names.update(r.metrics or ())
         elif isinstance(r, Progress):
             self.step, self.total = r.step, r.total
             if from_log and r.rate:
@@ -80,11 +105,23 @@ class History:
             self.summary = r.metrics
 
     def series(self, metric: str) -> list[float]:
-        """Values of `loss`, `lr`, `grad_norm` or `eval_loss`, by step."""
+        """Values of a metric by step: `loss`, `lr`, `grad_norm`, `epoch`, `eval_loss`, or any name in
+        `metric_names()` (`rewards/accuracies`, `eval_rewards/margins`, ...); nan stays nan."""
         if metric == "eval_loss":
             return [self.evals[s].eval_loss for s in sorted(self.evals)]
-        values = (getattr(self.points[s], metric) for s in sorted(self.points))
+        if metric in _FIELDS:
+            values = (getattr(self.points[s], metric) for s in sorted(self.points))
+        elif metric.startswith("eval_"):
+            values = ((self.evals[s].metrics or {}).get(metric) for s in sorted(self.evals))
+        else:
+            values = ((self.points[s].metrics or {}).get(metric) for s in sorted(self.points))
         return [v for v in values if v is not None]
+
+    def metric_names(self) -> list[str]:
+        """Every metric the history holds a value of: the Point fields first, then the others by name."""
+        points = self.points.values()
+        first = [f for f in _FIELDS if any(getattr(p, f) is not None for p in points)]
+        return first + (["eval_loss"] if self.evals else []) + sorted(self._names)
 
     def last(self) -> Point | None:
         return self.points[max(self.points)] if self.points else None

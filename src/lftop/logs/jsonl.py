@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lftop.logs.records import Eval, Fact, Point, Progress, Record
+from lftop.logs.tail import read_tail
+
+_METRICS = ("reward", "accuracy", "throughput")  # LogCallback's other values of a step (PPO, DPO, tokens/s)
 
 
 def clock_seconds(text: object) -> float | None:
@@ -33,7 +36,9 @@ def parse_line(number: int, text: str) -> list[Record]:
     step, out = row["current_steps"], []
     total = row.get("total_steps")
     if isinstance(row.get("loss"), (int, float)):
-        out.append(Point(step, float(row["loss"]), row.get("lr"), row.get("grad_norm"), row.get("epoch"), number))
+        lr = row.get("lr", row.get("learning_rate"))  # "learning_rate" before LLaMA-Factory 0.9
+        metrics = {k: float(row[k]) for k in _METRICS if isinstance(row.get(k), (int, float))}
+        out.append(Point(step, float(row["loss"]), lr, row.get("grad_norm"), row.get("epoch"), number, metrics or None))
     if isinstance(row.get("eval_loss"), (int, float)):
         out.append(Eval(step, float(row["eval_loss"]), row.get("epoch"), number))
     if isinstance(total, int):
@@ -56,13 +61,10 @@ class TailProgress:
 
 def tail_progress(path: Path, window: int = 65536) -> TailProgress:
     """Step, total and last loss from the end of a trainer_log.jsonl, reading at most `window` bytes."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, 2)
-            f.seek(max(0, f.tell() - window))
-            lines = f.read().decode("utf-8", "replace").splitlines()
-    except OSError:
+    data = read_tail(path, window)
+    if data is None:
         return TailProgress()
+    lines = data.decode("utf-8", "replace").splitlines()
     step = total = loss = None
     for text in reversed(lines):
         for record in parse_line(0, text):

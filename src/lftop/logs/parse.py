@@ -3,56 +3,115 @@
 Handles transformers' metric dicts in the 4.x (float) and 5.x (quoted string) forms, several to a
 line behind tqdm frames; tqdm progress; the `***** train metrics *****` block; LLaMA-Factory's fact
 lines; and failures: CUDA OOM, NCCL, tracebacks with or without torchrun's `[rankN]:` prefix,
-torchrun's ChildFailedError and a SIGKILLed rank.
+torchrun's ChildFailedError, DeepSpeed's launcher exit and a SIGKILLed rank.
+
+Logs from the wild: values are kept as printed, `nan` and `inf` included (History flags the run as
+diverging); a line prefix (`[rankN]:`, `stderr: `, a viewer's `[1234] ` line number) is stripped before a
+failure is read, and text glued to the end of a tqdm frame (torchrun's `[rank1]: Traceback`,
+LlamaBoard's echo) is read as its own line.
+
+Every numeric value of a metric dict is kept under its own name: loss, learning_rate (Point.lr),
+grad_norm and epoch on the Point, every other one in Point.metrics (DPO/ORPO/SimPO's `rewards/chosen`,
+`rewards/rejected`, `rewards/accuracies`, `rewards/margins`, `logps/...`, `logits/...`, `sft_loss`,
+`odds_ratio_loss`; KTO's `kl`; PPO's `reward`; `num_input_tokens_seen`, ...), and those of an
+evaluation dict in Eval.metrics (`eval_rewards/accuracies`, reward modelling's `eval_accuracy`).
+
+Steps: a metric dict carries none. transformers prints it between clearing and redrawing the progress
+bar, so its step is the one of the next training progress frame, and points wait for that frame; a dict
+that names its `step` has it. A log without any training frame (tqdm disabled, output piped through
+another tool, LlamaBoard's running_log.txt, an excerpt) numbers its points in logging order, 1, 2, ...
+(each is given its number when the next dict of another epoch arrives, or at the end: LlamaBoard's echo
+and the dict under it are one event). A dict still waiting when a log
+that had frames ends gets no step. A dict glued to a frame in one segment (LlamaBoard's echo, printed
+while the bar shows its step) has that frame's step, and so has the metric dict printed right after it
+(the same event): a pasted excerpt, where the redrawn frame that follows it is lost, keeps its steps.
+Of the training frames of a block, only the last becomes a Progress record (a bar redraws itself: the
+newest frame is all a reader needs, and a long log holds millions).
 
 Blocks of whole lines arrive as bytes. Lines made only of tqdm frames and the standard metric dict,
 nearly all of a long log, go through the C scanner (lftop.logs._fastlog, built at install where a
-compiler is found); every other line, or every line without it, through the Python parser here, which
-finds what it needs with one regular-expression scan per block. Both give the same records. A metric dict carries no step:
-transformers prints it between clearing and redrawing the progress bar, so its step is the one of the
-next training progress frame, and points wait for that frame. Of the frames on one line (carriage
-returns), only the last becomes a Progress record.
+compiler is found), which also skips, with a table lookup a byte, lines holding none of the tokens
+this parser acts on; every other line, or every line without it, goes through the Python parser here,
+which finds what it needs with one regular-expression scan per block. Both give the same records.
 """
 
 from __future__ import annotations
 
+import gc
 import re
-from collections.abc import Iterable
 
 from lftop.logs import failures
-from lftop.logs.follower import _fastlog, clean  # _fastlog is None when built without a compiler
 from lftop.logs.jsonl import clock_seconds
 from lftop.logs.records import Eval, Fact, Failure, Point, Progress, Record, Summary
+from lftop.logs.text import clean, fastlog
 
 _HOT = re.compile(r"\{'|%\||\*\*\*\*\* train metrics \*\*\*\*\*")  # literal starts: a fast scan
 _DICT = re.compile(r"\{'[^{}\n]*\}")
 _FRAME = re.compile(r"\d+%\|[^|\n]*\| *(?P<n>\d+)/(?P<total>\d+) *\[[\d:]+<(?P<rem>[\d:?]+)"
                     r"(?:,\s*(?:(?P<rate>[\d.]+)(?P<unit>it/s|s/it)|\?it/s))?")
-_RARE_WORDS = ("Process rank: ", "trainable params: ", "Resuming training from", "Loading model from",
-               "Total optimization steps", "distributed tasks", "rror", "out of memory", "NCCL", "nccl",
-               "Traceback", "exitcode", "SIGKILL", "Killed", "CUBLAS", "Exception", "Interrupt")
+_GLUED = re.compile(r"(?:\[\d+\] ?)?[ \t]*\d+%\|[^|\n\r]*\|[^\[\n\r]*\[[^\]\n\r]*\]")  # a frame, text after it
+_FACT_WORDS = ("Process rank: ", "trainable params: ", "Resuming training from", "Loading model from",
+               "Total optimization steps", "Total training steps", "distributed tasks",
+               "Continuing training from global step")
+_RARE_WORDS = _FACT_WORDS + ("rror", "out of memory", "NCCL", "nccl", "Traceback", "exitcode", "SIGKILL", "Killed",
+                             "CUBLAS", "Exception", "Interrupt", "Watchdog caught collective", "exits with return code")
 _RARE = re.compile("|".join(re.escape(w) for w in _RARE_WORDS))
-_FACT_WORDS = frozenset(_RARE_WORDS[:6])
-_PAIR = re.compile(r"'(\w+)': '?([^',}]*)'?")
+TOKENS = ("{'", "%|", "*****") + _RARE_WORDS  # a line holding none of these yields no record and changes no state
+_PAIR = re.compile(r"'([^'\n]+)': (?:'([^'\n]*)'|([^,}'\s]+))")
 _FACTS = (
     ("world_size", re.compile(r"Process rank: \d+, world size: (\d+)")),
     ("device", re.compile(r"Process rank: \d+, world size: \d+, device: ([^,\s]+)")),
-    ("trainable_params", re.compile(r"trainable params: ([\d,]+)")),
-    ("all_params", re.compile(r"trainable params: [\d,]+ \|\| all params: ([\d,]+)")),
+    ("trainable_params", re.compile(r"trainable params: (\d[\d,]*)")),
+    ("all_params", re.compile(r"trainable params: [\d,]+ \|\| all params: (\d[\d,]*)")),
     ("resumed_from", re.compile(r"(?:Resuming training from (?!checkpoint with)|Loading model from )(\S+?)\.?$")),
-    ("resumed_step", re.compile(r"Resuming training from checkpoint with epoch \d+ and global step (\d+)")),
-    ("total_steps", re.compile(r"Total optimization steps = ([\d,]+)")),
+    ("resumed_step", re.compile(r"(?:Resuming training from checkpoint with epoch \d+ and global step|"
+                                r"Continuing training from global step) (\d+)")),
+    ("total_steps", re.compile(r"Total (?:optimization|training) steps = (\d[\d,]*)")),
     ("nproc", re.compile(r"Initializing (\d+) distributed tasks")),
 )
 _METRIC_ROW = re.compile(r"[ \t]+(\w+)[ \t]+=[ \t]+(\S+)[ \t]*(?:\n|$)")
-_RANK = re.compile(r"^\[(?:rank|default)(\d+)\]:\s?")
+_PREFIX = re.compile(r"\[\d+\] ?|std(?:out|err): ?|\[(?:rank|default)(\d+)\]:\s?")
+_POINT_KEYS = frozenset(("loss", "learning_rate", "grad_norm", "epoch"))
+_NOT_EVAL_METRICS = frozenset(("eval_loss", "epoch"))
+
+if fastlog is not None:
+    fastlog.tokens(tuple(t.encode() for t in TOKENS))
 
 
 def _number(value: object) -> float | None:
     try:
-        return float(value)  # 5.x prints '0.0003333'; 4.x prints floats
+        return float(value)  # 5.x prints '0.0003333'; 4.x prints floats; both print nan and inf as such
     except (TypeError, ValueError):
         return None
+
+
+def _int(text: str) -> int | None:
+    """int(text), or None where Python refuses it (over 4300 digits)."""
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
+def _metrics(values: dict[str, str], skip: frozenset[str]) -> dict[str, float] | None:
+    """The numeric values of a metric dict but those in `skip`, by name; None when there are none."""
+    found = {k: v for k, raw in values.items() if k not in skip and (v := _number(raw)) is not None}
+    return found or None
+
+
+def _same_epoch(a: dict, b: dict) -> bool:
+    """Two dicts of one logging event: epochs equal to LlamaBoard's echo's two decimals."""
+    x, y = _number(a.get("epoch")), _number(b.get("epoch"))
+    return x is not None and y is not None and abs(x - y) <= 0.005
+
+
+def strip_prefix(segment: str) -> tuple[str, str]:
+    """(rank, text) of a line behind its prefixes: `[rankN]:` (rank "N"), `[default0]:`, `stderr: `,
+    a viewer's `[1234] `; rank is "" when none names one."""
+    rank, pos = "", 0
+    while (m := _PREFIX.match(segment, pos)) and m.end() > pos:
+        rank, pos = m.group(1) if m.group(1) is not None else rank, m.end()
+    return rank, segment[pos:]
 
 
 def _segment(text: str, start: int, end: int) -> tuple[int, int]:
@@ -67,36 +126,47 @@ class LogParser:
 
     def __init__(self) -> None:
         self.train_total: int | None = None
-        self._last_step: int | None = None
-        self._pending: list[tuple[dict, int]] = []
+        self._last_step: int | None = None  # the last training frame's step; None until one is seen
+        self._ordinal = 0  # points numbered in logging order, in a log without frames
+        self._pending: list[tuple[dict, int]] = []  # metric dicts (raw values) waiting for their step, with line
+        self._event: tuple[int, int] | None = None  # (step, line) of a dict glued to a frame: the next dict's too
         self._frame: tuple[int, int, int, float | None, float | None] | None = None  # line, step, total, rate, eta
         self._traceback: dict[str, int] = {}  # rank prefix -> line where its traceback started
         self._metrics: dict | None = None
         self._metrics_line = 0
 
-    def feed(self, number: int, text: str) -> list[Record]:
-        """One complete line."""
-        return self.feed_block(number, text)
-
-    def feed_block(self, first: int, data: bytes | str) -> list[Record]:
+    def feed_block(self, first: int, data: bytes | bytearray | str) -> list[Record]:
         """Complete lines joined by newlines, the first being line `first`: bytes as read, or text."""
         out: list[Record] = []
-        if isinstance(data, str) or _fastlog is None:
+        if isinstance(data, str) or fastlog is None:
             self._scan(first, data if isinstance(data, str) else clean(data), out)
         else:
-            self._scan_fast(first, data, out)
+            collecting = gc.isenabled()
+            gc.disable()  # a block's records hold no cycles: tracing them as they are made costs a third of the time
+            try:
+                self._scan_fast(first, data, out)
+            finally:
+                if collecting:
+                    gc.enable()
         if self._frame is not None:
             self._emit_frame(out)
         return out
 
-    def _scan_fast(self, line: int, data: bytes, out: list[Record]) -> None:
-        """The C scanner takes the lines it knows; each line it stops at goes through `_scan`."""
+    def _c_can_go_on(self) -> bool:
+        """The C scanner holds at most one waiting dict, of the standard four values only."""
+        if self._metrics is not None or len(self._pending) > 1 or self._event is not None:
+            return False
+        return not self._pending or _POINT_KEYS.issuperset(self._pending[0][0])
+
+    def _scan_fast(self, line: int, data: bytes | bytearray, out: list[Record]) -> None:
+        """The C scanner takes the lines it knows and skips those without a token; each line it stops at
+        goes through `_scan`."""
         pos, end = 0, len(data)
         while pos <= end:
-            if self._metrics is None and len(self._pending) <= 1:
-                pos, line, self._last_step, self._frame, pending = _fastlog.scan(
+            if self._c_can_go_on():
+                pos, line, self._last_step, self._frame, pending = fastlog.scan(
                     data, pos, line, self.train_total, self._last_step, self._frame,
-                    self._pending[0] if self._pending else None, out, Point, Progress, clock_seconds)
+                    self._pending[0] if self._pending else None, out, Point, clock_seconds)
                 self._pending = [pending] if pending is not None else []
                 if pos > end:
                     break
@@ -126,9 +196,9 @@ class LogParser:
                     continue
                 line += text.count("\n", counted, r.start())
                 counted = r.start()
-                if self._frame is not None and self._frame[0] != line:
-                    self._emit_frame(out)
                 left, right = _segment(text, r.start(), r.end())
+                if (glued := _GLUED.match(text, left, r.start())) is not None:
+                    left = glued.end()  # text glued to a tqdm frame: the frame was read as a frame
                 if r.group() in _FACT_WORDS:
                     self._facts(line, text[left:right], out)
                 else:
@@ -141,13 +211,12 @@ class LogParser:
             start = m.start()
             line += text.count("\n", counted, start)
             counted = start
-            if self._frame is not None and self._frame[0] != line:
-                self._emit_frame(out)
             token = m.group()
             if token == "{'":
                 d = _DICT.match(text, start)
                 if d is not None:
-                    self._dict(line, d.group(), out)
+                    left = max(text.rfind("\n", 0, start), text.rfind("\r", 0, start)) + 1
+                    self._dict(line, d.group(), out, _GLUED.match(text, left, start) is not None)
                 pos = d.end() if d is not None else m.end()
             elif token == "%|":
                 pos = self._frames(text, start, line, ri < len(rare) and rare[ri], out)
@@ -188,7 +257,7 @@ class LogParser:
         while (k := text.rfind("%|", pos, k)) != -1:
             last = self._frame_at(text, k)
             if last is not None and last.end() <= stop and (
-                    self.train_total is None or int(last.group("total")) == self.train_total):
+                    self.train_total is None or _int(last.group("total")) == self.train_total):
                 self._on_frame(line, last, out)
                 break
         return stop
@@ -208,14 +277,17 @@ class LogParser:
         return pos
 
     def _on_frame(self, line: int, m: re.Match, out: list[Record]) -> None:
-        step, total = int(m.group("n")), int(m.group("total"))
-        if self.train_total is not None and total != self.train_total:
-            return  # an evaluation or data-loading bar
+        step, total = _int(m.group("n")), _int(m.group("total"))
+        if step is None or total is None or (self.train_total is not None and total != self.train_total):
+            return  # an evaluation or data-loading bar, or digits Python will not read
         rate = _number(m.group("rate"))
         if rate is not None and m.group("unit") == "s/it":
             rate = 1 / rate if rate else None
-        eta = (total - step) / rate if rate else clock_seconds(m.group("rem"))
-        self._last_step = step
+        try:
+            eta = (total - step) / rate if rate else clock_seconds(m.group("rem"))
+        except OverflowError:  # a count beyond a float
+            eta = None
+        self._last_step, self._event = step, None
         self._frame = (line, step, total, rate, eta)
         self._release(step, out)
 
@@ -225,26 +297,49 @@ class LogParser:
         self._frame = None
 
     def _release(self, step: int | None, out: list[Record]) -> None:
-        """Give waiting points their step: the frame's for the last, by epoch ratio for earlier ones."""
+        """Give waiting points their step: the frame's for the last, by epoch ratio for earlier ones;
+        in a log without frames, their logging order."""
         if not self._pending:
             return
         last_epoch = _number(self._pending[-1][0].get("epoch"))
         for i, (values, number) in enumerate(self._pending):
             point_step = step
-            if step is not None and i < len(self._pending) - 1:
+            if self._last_step is None:
+                self._ordinal += 1
+                point_step = self._ordinal
+            elif step is not None and i < len(self._pending) - 1:
                 epoch = _number(values.get("epoch"))
                 point_step = round(step * epoch / last_epoch) if epoch and last_epoch else None
-            out.append(Point(point_step, _number(values.get("loss")), _number(values.get("learning_rate")),
-                             _number(values.get("grad_norm")), _number(values.get("epoch")), number))
+            self._point(point_step, values, number, out)
         self._pending = []
 
-    def _dict(self, line: int, text: str, out: list[Record]) -> None:
-        values = dict(_PAIR.findall(text))
+    @staticmethod
+    def _point(step: int | None, values: dict, line: int, out: list[Record]) -> None:
+        out.append(Point(step, _number(values.get("loss")), _number(values.get("learning_rate")),
+                         _number(values.get("grad_norm")), _number(values.get("epoch")), line,
+                         _metrics(values, _POINT_KEYS)))
+
+    def _dict(self, line: int, text: str, out: list[Record], glued: bool = False) -> None:
+        values = {key: quoted if bare is None or bare == "" else bare for key, quoted, bare in _PAIR.findall(text)}
+        if self._last_step is None and self._pending and not (  # no frames: the waiting dict's number is the next,
+                "loss" in values and _same_epoch(values, self._pending[-1][0])):  # unless the same event
+            self._release(None, out)
+        event, self._event = self._event, None
         if "loss" in values:
-            if _number(values["loss"]) is not None:
+            if _number(values["loss"]) is None:
+                return
+            step = _int(values["step"]) if "step" in values else None
+            if step is None and glued and self._last_step is not None:
+                step, self._event = self._last_step, (self._last_step, line)
+            elif step is None and event is not None and line <= event[1] + 1:
+                step = event[0]
+            if step is not None:
+                self._point(step, values, line, out)
+            else:
                 self._pending.append((values, line))
         elif "eval_loss" in values and (loss := _number(values["eval_loss"])) is not None:
-            out.append(Eval(self._last_step, loss, _number(values.get("epoch")), line))
+            step = self._last_step if self._last_step is not None else self._ordinal or None
+            out.append(Eval(step, loss, _number(values.get("epoch")), line, _metrics(values, _NOT_EVAL_METRICS)))
         elif "train_runtime" in values or "train_loss" in values:
             self._release(self._last_step, out)
             out.append(Summary(values, line))
@@ -253,19 +348,19 @@ class LogParser:
         for key, pattern in _FACTS:
             if m := pattern.search(segment):
                 value = m.group(1).replace(",", "")
-                out.append(Fact(key, value, line))
                 if key == "total_steps":
-                    self.train_total = int(value)
+                    if (total := _int(value)) is None:
+                        continue
+                    self.train_total = total
+                out.append(Fact(key, value, line))
 
     def _failure(self, line: int, segment: str, out: list[Record]) -> None:
-        rank = _RANK.match(segment)
-        key = rank.group(1) if rank else ""
-        body = segment[rank.end():] if rank else segment
+        key, body = strip_prefix(segment)
         if body.startswith("Traceback (most recent call last)"):
             self._traceback[key] = line
             return
         if failures.KILLED.search(body):
-            out.append(Failure("killed", body.strip(), line))
+            out.append(Failure("killed", body.strip()[-500:], line))
             return
         if body[:1].isspace():
             return  # inside a traceback: File lines and source
@@ -276,6 +371,8 @@ class LogParser:
             out.append(Failure("nccl", body.strip()[:500], line))
         elif exception and (key in self._traceback or "ChildFailedError" in body):
             out.append(Failure("traceback", body.strip()[:500], line))
+        elif exit_line := failures.LAUNCHER_EXIT.search(body):
+            out.append(Failure("exit", f"launcher: a process {exit_line.group()}", line))
         else:
             return
         self._traceback.pop(key, None)
@@ -285,13 +382,5 @@ class LogParser:
         if self._metrics is not None:
             out.append(Summary(self._metrics, self._metrics_line))
             self._metrics = None
-        self._release(self._last_step, out)
+        self._release(None, out)  # numbered in a log without frames; with frames, a dict's step is unknown
         return out
-
-
-def parse_lines(lines: Iterable[tuple[int, str]]) -> list[Record]:
-    parser = LogParser()
-    out: list[Record] = []
-    for number, text in lines:
-        out += parser.feed(number, text)
-    return out + parser.finish()

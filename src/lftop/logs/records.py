@@ -2,6 +2,7 @@
 
 Point and Progress, of which a long log holds millions, are NamedTuples: the C scanner
 (lftop.logs._fastlog) builds them as cheaply as tuples. The rare kinds are frozen dataclasses.
+Values are floats as the log printed them, nan and inf included (a diverging run prints nan).
 """
 
 from __future__ import annotations
@@ -11,7 +12,11 @@ from typing import NamedTuple
 
 
 class Point(NamedTuple):
-    """One training log event: a step's loss, learning rate, grad norm and epoch (None where unknown)."""
+    """One training log event: a step's loss, learning rate, grad norm and epoch (None where unknown).
+
+    `metrics` holds every other numeric value of the event under the name the log gave it
+    (DPO's `rewards/accuracies`, PPO's `reward`, `num_input_tokens_seen`, ...), or None when it has none.
+    """
 
     step: int | None
     loss: float | None
@@ -19,14 +24,18 @@ class Point(NamedTuple):
     grad_norm: float | None
     epoch: float | None
     line: int
+    metrics: dict[str, float] | None = None
 
 
 @dataclass(frozen=True)
 class Eval:
+    """An evaluation: its loss, and its other numeric values by name (`eval_rewards/accuracies`, `eval_accuracy`)."""
+
     step: int | None
     eval_loss: float
     epoch: float | None
     line: int
+    metrics: dict[str, float] | None = None
 
 
 class Progress(NamedTuple):
@@ -39,7 +48,7 @@ class Progress(NamedTuple):
 
 @dataclass(frozen=True)
 class Failure:
-    kind: str  # oom | nccl | traceback | killed
+    kind: str  # oom | nccl | traceback | killed | exit
     message: str
     line: int
 

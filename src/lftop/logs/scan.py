@@ -4,50 +4,13 @@ from __future__ import annotations
 
 import csv
 import io
-import json
-from dataclasses import dataclass
 from pathlib import Path
 
 from lftop.logs import jsonl
 from lftop.logs.follower import BLOCK, Follower
 from lftop.logs.history import History
 from lftop.logs.parse import LogParser
-from lftop.logs.records import Failure, Point, Progress
-
-
-@dataclass(frozen=True)
-class Latest:
-    """The newest point, progress and failure of a log, from its last bytes only."""
-
-    point: Point | None
-    progress: Progress | None
-    failure: Failure | None
-
-
-def tail(path: Path, window: int = 1024, most: int = 8 << 20) -> Latest:
-    """Read only the end of a log, however large, to show its latest state at once.
-
-    The window doubles from `window` bytes until it holds a point (or reaches `most`), so the cost
-    depends on how far back the last point is, not on the size of the file. Line numbers count from
-    the window's start; the full history is read separately, in the background.
-    """
-    with open(path, "rb") as f:
-        size = f.seek(0, 2)
-        while True:
-            start = max(0, size - window)
-            f.seek(start)
-            data = f.read(size - start)
-            if start:
-                data = data[data.find(b"\n") + 1:]  # drop the partial first line
-            parser = LogParser()
-            found = parser.feed_block(1, data) + parser.finish()
-            point = next((r for r in reversed(found) if isinstance(r, Point)), None)
-            if point is not None or start == 0 or window >= most:
-                break
-            window *= 2
-    progress = next((r for r in reversed(found) if isinstance(r, Progress)), None)
-    failure = next((r for r in reversed(found) if isinstance(r, Failure)), None)
-    return Latest(point, progress, failure)
+from lftop.logs.records import Failure
 
 
 def scan(path: Path) -> History:
@@ -55,14 +18,14 @@ def scan(path: Path) -> History:
     history = History()
     follower = Follower(path)
     if is_jsonl(path):
-        for number, text in follower.read() + follower.flush():
+        for number, text in follower.read() + follower.flush().lines():
             history.add_jsonl(jsonl.parse_line(number, text))
         return history
     parser = LogParser()
     while (block := follower.read_block(BLOCK)).count:
         history.add_log(parser.feed_block(block.first, block.data))
-    for number, text in follower.flush():
-        history.add_log(parser.feed(number, text))
+    if (last := follower.flush()).count:  # a last line without its newline
+        history.add_log(parser.feed_block(last.first, last.data))
     history.add_log(parser.finish())
     return history
 
@@ -75,13 +38,18 @@ def is_jsonl(path: Path) -> bool:
 
 
 def to_json(history: History) -> dict:
+    """What `scan --json` prints (through lftop.console.dumps: nan and inf as strings). Each point has step,
+    loss, lr, grad_norm and epoch, then every other metric of its dict by name; each evaluation likewise."""
     points = [
-        {"step": p.step, "loss": p.loss, "lr": p.lr, "grad_norm": p.grad_norm, "epoch": p.epoch}
+        {"step": p.step, "loss": p.loss, "lr": p.lr, "grad_norm": p.grad_norm, "epoch": p.epoch, **(p.metrics or {})}
         for _, p in sorted(history.points.items())
     ]
     return {
         "points": points,
-        "eval": [{"step": e.step, "eval_loss": e.eval_loss} for _, e in sorted(history.evals.items())],
+        "eval": [{"step": e.step, "eval_loss": e.eval_loss, **(e.metrics or {})}
+                 for _, e in sorted(history.evals.items())],
+        "metrics": history.metric_names(),
+        "diverged_at": history.diverged_at,
         "progress": {"step": history.step, "total": history.total, "eta_s": history.eta_s},
         "errors": [{"kind": f.kind, "line": f.line, "message": f.message} for f in history.failures],
         "facts": history.facts,
@@ -89,11 +57,14 @@ def to_json(history: History) -> dict:
 
 
 def to_csv(history: History) -> str:
+    """One row a point: step, loss, lr, grad_norm, epoch, then a column for each other metric of the points."""
+    extra = sorted({name for p in history.points.values() if p.metrics for name in p.metrics})
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["step", "loss", "lr", "grad_norm", "epoch"])
+    writer.writerow(["step", "loss", "lr", "grad_norm", "epoch", *extra])
     for _, p in sorted(history.points.items()):
-        writer.writerow(["" if v is None else v for v in (p.step, p.loss, p.lr, p.grad_norm, p.epoch)])
+        values = (p.step, p.loss, p.lr, p.grad_norm, p.epoch, *((p.metrics or {}).get(name) for name in extra))
+        writer.writerow(["" if v is None else v for v in values])
     return out.getvalue()
 
 
@@ -105,9 +76,7 @@ def summary_text(path: Path, history: History) -> str:
         lines.append(f"progress: step {history.step}/{history.total}{eta}")
     if last:
         lines.append(f"last: step {last.step} loss {last.loss} lr {last.lr} grad_norm {last.grad_norm}")
+    if history.diverged_at is not None:
+        lines.append(f"diverging: loss or grad norm is nan or infinite from step {history.diverged_at}")
     lines += [f"{f.kind} at line {f.line}: {f.message}" for f in history.failures if isinstance(f, Failure)]
     return "\n".join(lines)
-
-
-def dumps(history: History) -> str:
-    return json.dumps(to_json(history), indent=1)
