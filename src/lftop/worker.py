@@ -13,6 +13,7 @@ import time
 import traceback
 
 RANK = int(os.environ.get("RANK", "0"))
+NEAR_CAPACITY = 0.95  # reserved memory above this share of the GPU: an OOM may be ahead
 MEMORY_FILE = "memory.jsonl"  # one line per rank at each logging step and at the end: peak CUDA memory
 OOM_MARKERS = ("OutOfMemoryError", "CUDA out of memory", "HIP out of memory", "CUBLAS_STATUS_ALLOC_FAILED")
 
@@ -95,8 +96,15 @@ def make_callback(run_dir):
                 event(run_dir, "running", step=state.global_step, total_steps=state.max_steps)
                 write_state(run_dir, "running")
 
+        near_capacity = False
+
         def on_log(self, args, state, control, **kwargs):
-            record_memory(run_dir, state.global_step, cuda_peaks())
+            peaks = cuda_peaks()
+            record_memory(run_dir, state.global_step, peaks)
+            if peaks and not self.near_capacity and peaks["reserved"] > NEAR_CAPACITY * peaks["total"]:
+                self.near_capacity = True  # the longest batches may still be ahead: say so once per rank
+                event(run_dir, "memory near capacity", step=state.global_step, reserved=peaks["reserved"],
+                      total=peaks["total"], gpu=peaks["gpu"])
 
         def on_train_end(self, args, state, control, **kwargs):
             record_memory(run_dir, state.global_step, cuda_peaks(), final=True)

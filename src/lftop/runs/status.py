@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +40,12 @@ class RunStatus:
     detail: str | None = None
     owner: str | None = None  # the user whose run it is
     problem: str | None = None  # why lftop only reads this run (damaged, or another user's)
+    stalled_for: float | None = None  # seconds since the last step, while the run is flagged stalled
+    alerts: tuple[str, ...] = ()  # what a user should hear about now: stalled, memory near capacity
+
+    @property
+    def stalled(self) -> bool:
+        return self.stalled_for is not None
 
     def to_dict(self) -> dict:
         return {
@@ -48,7 +55,9 @@ class RunStatus:
             "nproc": self.nproc, "created": self.created, "profile": self.profile, "failure": self.failure,
             "log_tail": self.log_tail, "engine": self.engine, "job": self.job, "detail": self.detail,
             "nodes": [{"name": n.name, "gpus": list(n.gpus)} for n in self.nodes],
-            "owner": self.owner, "problem": self.problem,
+            "owner": self.owner, "problem": self.problem, "stalled": self.stalled,
+            "since_last_step": None if self.stalled_for is None else round(self.stalled_for, 1),
+            "alerts": list(self.alerts),
         }
 
 
@@ -82,6 +91,29 @@ def _owner(path: Path) -> str | None:
         return str(uid)
 
 
+SEGMENT = ("launched", "resumed", "started")
+
+
+def _alerts(events: list[dict], state: RunState) -> tuple[float | None, tuple[str, ...]]:
+    """Since the run's current segment began: the seconds since its last step when it is flagged stalled, and
+    its alerts (stalled; reserved memory past 95% of a GPU)."""
+    if state not in (RunState.STARTING, RunState.RUNNING, RunState.PAUSING):
+        return None, ()
+    start = max((i for i, e in enumerate(events) if e.get("event") in SEGMENT), default=-1)
+    current = events[start + 1:]
+    stall = next((e for e in reversed(current) if e.get("event") in ("stalled", "stall cleared")), None)
+    alerts = []
+    stalled_for = None
+    if stall and stall["event"] == "stalled" and isinstance(stall.get("last_step_time"), (int, float)):
+        stalled_for = max(0.0, time.time() - stall["last_step_time"])
+        alerts.append(f"stalled: no step for {stalled_for / 60:.0f} min" if stalled_for >= 120
+                      else f"stalled: no step for {stalled_for:.0f} s")
+    near = next((e for e in current if e.get("event") == "memory near capacity"), None)
+    if near and isinstance(near.get("reserved"), int) and isinstance(near.get("total"), int) and near["total"] > 0:
+        alerts.append(f"GPU memory {100 * near['reserved'] / near['total']:.0f}% reserved: an OOM may be ahead")
+    return stalled_for, tuple(alerts)
+
+
 def _queue_place(run: RunDir) -> str:
     """A queued run's place and what it waits for, as its waiter last wrote them."""
     try:
@@ -113,6 +145,7 @@ def status(run: RunDir) -> RunStatus:
     failure = next((e for e in reversed(events) if e.get("event") == "failed"), None) \
         if state == RunState.FAILED else None
     nproc = meta.get("nproc")
+    stalled_for, alerts = _alerts(events, state)
     return RunStatus(
         id=run.id, state=state, alive=live.alive, process=live.process,
         step=progress.step, total_steps=progress.total, loss=progress.loss,
@@ -123,7 +156,7 @@ def status(run: RunDir) -> RunStatus:
         profile=str(meta.get("profile", "")), failure=failure,
         log_tail=_log_tail(run.log) if state in (RunState.LOST, RunState.FAILED) else [],
         engine=engine.name, job=live.job, nodes=live.nodes, detail=detail, owner=_owner(run.path),
-        problem=problem,
+        problem=problem, stalled_for=stalled_for, alerts=alerts,
     )
 
 

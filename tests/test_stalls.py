@@ -1,0 +1,83 @@
+"""Stalls are flagged by the run's own supervisor, and the notify command hears about them (and about a run's
+end) with no lftop open. Stand-in trainers; LLaMA-Factory's trainer_log.jsonl format."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import wait_for
+
+# Logs three steps the way LLaMA-Factory's LogCallback does, then hangs without a word (a stuck collective).
+STALLER = """#!/bin/sh
+out=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['output_dir'])" "$3/run.json")
+mkdir -p "$out"
+echo running > "$3/state"
+for i in 1 2 3; do
+  echo "{\\"current_steps\\": $i, \\"total_steps\\": 100, \\"loss\\": 1.5, \\"elapsed_time\\": \\"0:00:0$i\\"}" >> "$out/trainer_log.jsonl"
+  echo "step $i"
+  sleep 0.2
+done
+exec sleep 600
+"""
+
+
+def setup(lftop, tmp_path, trainer_text: str, stall_after: float = 2):
+    trainer = tmp_path / "trainer"
+    trainer.write_text(trainer_text)
+    trainer.chmod(0o755)
+    heard = tmp_path / "heard.jsonl"
+    hook = tmp_path / "notify"
+    hook.write_text(f"#!/bin/sh\ncat >> {heard}\n")
+    hook.chmod(0o755)
+    config = lftop.home / "config.toml"
+    config.write_text(f'[notify]\ncommand = ["{hook}"]\n')
+    config.chmod(0o600)
+    profile = tmp_path / "p.toml"
+    profile.write_text(f'[launch]\ngpus = ""\npython = "{trainer}"\nstall_after = {stall_after}\n[train]\n'
+                       f'model_name_or_path = "x"\nstage = "sft"\noutput_dir = "{tmp_path / "out"}"\nlogging_steps = 1\n')
+    return profile, heard
+
+
+def heard_events(heard):
+    return [json.loads(line) for line in heard.read_text().splitlines()] if heard.exists() else []
+
+
+def test_a_run_whose_steps_stop_is_flagged_stalled_and_the_notify_command_hears(lftop, tmp_path):
+    profile, heard = setup(lftop, tmp_path, STALLER)
+    run = lftop.json("launch", str(profile), "--json")["run"]
+    shown = wait_for(lambda: (s := lftop.json("show", run, "--json"))["stalled"] and s, 60, "the stall flag")
+    assert shown["state"] == "running" and shown["since_last_step"] >= 2 and shown["step"] == 3
+    assert any(a.startswith("stalled") for a in shown["alerts"])
+    assert [r["stalled"] for r in lftop.json("ls", "--json")] == [True]
+    events = [json.loads(line) for line in (lftop.home / "runs" / run / "events.jsonl").read_text().splitlines()]
+    assert [e for e in events if e["event"] == "stalled"][0]["step"] == 3
+    stall = wait_for(lambda: [e for e in heard_events(heard) if e["event"] == "stalled"], 30, "the notify command")
+    assert stall[0]["run"] == run and stall[0]["step"] == 3 and "no new step" in stall[0]["reason"]
+    lftop("stop", run)
+    assert lftop.json("show", run, "--json")["stalled"] is False
+
+
+def test_a_completed_run_is_notified_and_a_hanging_command_is_killed(lftop, tmp_path):
+    profile, heard = setup(lftop, tmp_path, "#!/bin/sh\nexit 0\n")
+    run = lftop.json("launch", str(profile), "--json")["run"]
+    done = wait_for(lambda: [e for e in heard_events(heard) if e["event"] == "completed"], 60, "the completed notice")
+    assert done[0]["run"] == run and done[0]["state"] == "completed"
+
+    (tmp_path / "notify").write_text("#!/bin/sh\nexec sleep 60\n")  # hangs: killed after 10 s, the run unaffected
+    run = lftop.json("launch", str(profile), "--force", "--json")["run"]
+    wait_for(lambda: lftop.json("show", run, "--json")["state"] == "completed", 60, "completion")
+    events = lambda: [json.loads(x) for x in (lftop.home / "runs" / run / "events.jsonl").read_text().splitlines()]  # noqa: E731
+    failed = wait_for(lambda: [e for e in events() if e["event"] == "notify failed"], 60, "the killed notify command")
+    assert "killed after 10 s" in failed[0]["reason"]
+
+
+def test_a_notify_command_in_a_file_others_can_write_never_runs(lftop, tmp_path):
+    profile, heard = setup(lftop, tmp_path, "#!/bin/sh\nexit 0\n")
+    (lftop.home / "config.toml").chmod(0o666)
+    run = lftop.json("launch", str(profile), "--json")["run"]
+    wait_for(lambda: any(e.get("event") == "exited" for e in _events(lftop, run)), 60, "the run to end")
+    assert not heard.exists()
+
+
+def _events(lftop, run):
+    return [json.loads(x) for x in (lftop.home / "runs" / run / "events.jsonl").read_text().splitlines()]
