@@ -39,6 +39,8 @@ def make_home(root: Path) -> Path:
         (out / "checkpoint-4" / "trainer_state.json").write_text("{}")
         run.mkdir(parents=True)
         (run / "run.json").write_text(json.dumps({"id": run_id, "created": created + i, "output_dir": str(out),
+                                                  "command": ["python", "-u", "worker.py", str(run)], "args": {},
+                                                  "env": {},
                                                   "gpus": gpus, "nproc": len(gpus.split(",")), "profile": f"{run_id}.toml"}))
         (run / "state").write_text(state + "\n")
         shutil.copy(DATA / "v5.log", run / "training.log")

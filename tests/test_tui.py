@@ -8,13 +8,14 @@ import time
 
 import pytest
 
-from conftest import SLOWDOWN, needs_llamafactory, wait_for, write_profile
+from conftest import ROOT, SLOWDOWN, needs_llamafactory, wait_for, write_profile
 from lftop import cli
+from lftop.runs.state import RunState
 from lftop.tui import render
 from lftop.tui.app import LftopApp
 from lftop.tui.messages import Curves
 from lftop.tui.screens import ConfirmScreen, HelpScreen, LaunchScreen, RunScreen
-from lftop.tui.widgets import LogTail, RunsTable
+from lftop.tui.widgets import CurvePanel, LogTail, RunsTable
 
 
 @pytest.fixture(autouse=True)
@@ -406,3 +407,74 @@ async def test_a_completed_run_continues_from_the_app(home, tmp_path, monkeypatc
         assert run.meta()["args"]["max_steps"] == 12
         await asyncio.to_thread(ops.stop, run)
         await pilot.press("q")
+
+
+def test_nan_is_marked_on_the_chart_and_a_diverging_run_says_so():
+    nan = float("nan")
+    assert render.chart([1.0, nan, 0.5], 3, height=2) == ["█  ", "█×▁"]  # the lowest finite value: a sliver
+    c = Curves("r", loss=[2.0, 1.5, nan], grad_norm=[1.0, 3.0, nan], step=3, total=10, diverged_at=3)
+    first = render.curves(c, 100, 6).plain.split("\n")[0]
+    assert first.startswith("DIVERGING at step 3  loss nan (min 1.5000)") and "grad nan" in first
+
+
+async def test_a_dpo_run_charts_its_reward_accuracy_and_a_diverging_run_rings(home, tmp_path):
+    """Runs whose logs are real ones (a DPO run made with LLaMA-Factory; a user's nan log from the corpus):
+    the chart key cycles to the DPO metrics, and the diverging run rings the bell once."""
+    from lftop.runs.rundir import create
+
+    corpus = ROOT / "tests" / "data" / "logs"
+    runs = {}
+    for name, log in (("dpo", "made_here_dpo_lf095_tf56.log"), ("nan", "grad_nan_first_step_9631.log")):
+        run = create(home, name)
+        run.write_meta({"command": ["x"], "args": {}, "env": {}, "output_dir": str(tmp_path / name), "created": 1.0})
+        run.set_state(RunState.COMPLETED)
+        (run.path / "training.log").write_bytes((corpus / log).read_bytes())
+        runs[name] = run.id
+    app = LftopApp(home, interval=0.25, select=runs["dpo"])
+    bells = []
+    app.bell = lambda: bells.append(1)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: app.curves and app.curves.run == runs["dpo"] and app.curves.names, 30)
+        assert "rewards/accuracies" in app.curves.names and "rewards/margins" in app.curves.names
+        for _ in app.curves.names:
+            if app.chart_metric == "rewards/accuracies":
+                break
+            await pilot.press("c")
+        await until(pilot, lambda: app.curves.chart == "rewards/accuracies" and app.curves.chart_values, 30)
+        assert app.query_one(CurvePanel).render().plain.startswith("rewards/accuracies ")
+        app.runs_table.move_cursor(row=[str(k.value) for k in app.runs_table.rows].index(runs["nan"]))
+        await until(pilot, lambda: app.curves.run == runs["nan"] and app.curves.diverged_at is not None, 30)
+        await until(pilot, lambda: "is diverging" in notes(app), 10)
+        await pilot.pause(1)
+        assert len(bells) == 1
+
+
+async def test_a_completed_runs_long_log_shows_its_last_lines_when_selected(home, tmp_path):
+    from lftop.runs.rundir import create
+
+    runs = []
+    for name, count in (("short", 3), ("long", 5000)):
+        run = create(home, name)
+        run.write_meta({"command": ["x"], "args": {}, "env": {}, "output_dir": str(tmp_path / name), "created": 1.0})
+        run.set_state(RunState.COMPLETED)
+        lines = [f"{name} line {i}: model config and tokenizer noise" for i in range(count)]
+        lines[-2] = " 50%|█████     | 5/10 [00:05<00:05,  1.00it/s]\r100%|██████████| 10/10 [00:10<00:00,  1.00it/s]"
+        (run.path / "training.log").write_text("\n".join(lines) + "\n")
+        runs.append(run.id)
+    app = LftopApp(home, interval=0.25, select=runs[0])
+    async with app.run_test(size=(120, 40)) as pilot:
+        log = app.query_one(LogTail)
+        await until(pilot, lambda: log.lines and log.lines[-1].startswith("short line 2"), 30, "the short log")
+        await pilot.press("up")  # select the long one (runs sort by id: long-... first)
+
+        def at_the_end() -> bool:
+            return (bool(log.lines) and log.lines[-1] == f"long line {4999}: model config and tokenizer noise"
+                    and log.scroll_offset.y >= log.max_scroll_y)
+
+        await until(pilot, at_the_end, 30, "the end of the long log in view")
+        assert log.lines[-2] == "100%|██████████| 10/10 [00:10<00:00,  1.00it/s]"  # the bar's current frame
+        log.scroll_home(animate=False)
+        await pilot.pause(0.3)
+        assert not at_the_end()
+        await pilot.press("e")  # follows the log again from any focus (End moves the runs table's cursor)
+        await until(pilot, at_the_end, 10, "the log followed again")

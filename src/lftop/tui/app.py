@@ -44,6 +44,8 @@ class LftopApp(App):
         Binding("r", "resume", "Resume", id="lftop.resume"),
         Binding("s", "stop", "Stop", id="lftop.stop"),
         Binding("f", "fix", "Fix OOM", id="lftop.fix"),
+        Binding("c", "cycle_chart", "Chart", id="lftop.chart", show=False),
+        Binding("e", "follow_log", "Follow log", id="lftop.follow", show=False),
         Binding("enter", "open", "Open", id="lftop.open", show=False),
         Binding("slash", "filter", "Filter", id="lftop.filter"),
         Binding("escape", "back", "Back", id="lftop.back", show=False),
@@ -78,6 +80,8 @@ class LftopApp(App):
         self._needle = ""
         self._select = select
         self.selected_run = select  # read by the runs feed: whose log to follow
+        self.chart_metric = "loss"  # read by the runs feed: which metric the chart draws
+        self._heard: set[tuple[str, str]] = set()  # (run, alert) already rung for
         self.gpu_panel, self.runs_table = GpuPanel(id="gpus"), RunsTable(id="runs")
         self.curve_panel, self.log_tail = CurvePanel(id="curves"), LogTail(id="log")
         self._gpu_source = gpu_source
@@ -175,6 +179,16 @@ class LftopApp(App):
             self._states[run.id] = run.state
             if before is not None and before not in ENDED and run.state in ENDED:
                 self._announce(run)
+            for alert in run.alerts:
+                self._alert(run.id, alert.split(":")[0], f"{run.id}: {alert}")
+
+    def _alert(self, run: str, kind: str, text: str) -> None:
+        """Ring the bell and say it, once per run and kind of alert (stalled, memory, diverging)."""
+        if (run, kind) in self._heard:
+            return
+        self._heard.add((run, kind))
+        self.bell()
+        self.notify(text, title="Attention", severity="warning", timeout=30)
 
     def _announce(self, run: RunStatus) -> None:
         if run.state == RunState.PAUSED:
@@ -202,6 +216,9 @@ class LftopApp(App):
             self.lines.clear()
         self.curves = message.curves
         self.etas[message.curves.run] = message.curves.eta_s
+        if message.curves.diverged_at is not None:
+            self._alert(message.curves.run, "diverging",
+                        f"{message.curves.run} is diverging: loss or grad_norm is nan/inf from step {message.curves.diverged_at}")
         self.lines.extend(message.lines)
         self.curve_panel.show(message.curves)
         log.add(message.lines)
@@ -391,6 +408,19 @@ class LftopApp(App):
             self.post_message(ActionDone(str(exc), "error"))
         except Exception as exc:  # e.g. no GPU readable to pick from: say so, keep the app
             self.post_message(ActionDone(f"launch failed: {type(exc).__name__}: {exc}", "error"))
+
+    def action_follow_log(self) -> None:
+        """Back to the end of the log, following it, whatever has focus."""
+        self.log_tail.follow()
+
+    def action_cycle_chart(self) -> None:
+        """Chart the next metric the selected run's logs hold (loss, lr, grad_norm, eval_loss, rewards/...)."""
+        names = self.curves.names if self.curves else []
+        if not names:
+            return self._refuse("no metrics to chart yet")
+        current = names.index(self.chart_metric) if self.chart_metric in names else -1
+        self.chart_metric = names[(current + 1) % len(names)]
+        self.notify(f"chart: {self.chart_metric}", timeout=3)
 
     def action_open(self) -> None:
         run = self._selected()

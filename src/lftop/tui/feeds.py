@@ -53,8 +53,12 @@ class RunsFeed:
             lines, clear = (last_lines(Path(run.log), TAIL_LINES), True) if reset else ([], False)
         else:  # caught up: a fresh view shows the end of what was read, later polls what is new
             lines, clear = [text for _, text in self._logs.new_lines][-TAIL_LINES:], was_behind
-        curves = Curves(run.id, h.series("loss"), h.series("lr"), h.series("eval_loss"), h.series("grad_norm"),
-                        h.step, h.total, h.eta_s, [f"{f.kind}: {f.message}" for f in h.failures[-5:]])
+        names = h.metric_names()
+        chart = self.app.chart_metric if self.app.chart_metric in names else "loss"
+        loss = h.series("loss")
+        curves = Curves(run.id, loss, h.series("lr"), h.series("eval_loss"), h.series("grad_norm"),
+                        h.step, h.total, h.eta_s, [f"{f.kind}: {f.message}" for f in h.failures[-5:]],
+                        chart, loss if chart == "loss" else h.series(chart), names, h.diverged_at)
         return LogPolled(curves, lines, clear)
 
     def _deliver(self, messages) -> None:

@@ -39,6 +39,14 @@ class Curves:
     total: int | None = None
     eta_s: float | None = None
     failures: list[str] = field(default_factory=list)
+    chart: str = "loss"  # the metric the chart draws (the chart key cycles through `names`)
+    chart_values: list[float] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)  # every metric the run's logs hold
+    diverged_at: int | None = None  # the first step whose loss or grad norm is nan or infinite
+
+    def __post_init__(self) -> None:
+        if self.chart == "loss" and not self.chart_values:
+            self.chart_values = self.loss
 
 
 class LogPolled(Message):

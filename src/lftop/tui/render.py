@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from typing import TYPE_CHECKING
 
@@ -18,21 +19,36 @@ if TYPE_CHECKING:
 BARS = "▁▂▃▄▅▆▇█"
 
 
+NOT_FINITE = "×"  # a nan or infinite value: a mark on the bottom row, a gap above it
+
+
+def _bucket(values: list[float]) -> float:
+    finite = [v for v in values if math.isfinite(v)]
+    return max(finite) if finite else values[0]
+
+
 def chart(values: list[float], width: int, height: int = 1, lo: float | None = None,
           hi: float | None = None) -> list[str]:
     """`height` rows of block characters, one column per value of the last `width` (bucketed by max when
-    longer); the lowest value still shows as a sliver."""
+    longer); the lowest value still shows as a sliver; nan and infinities are marked, never drawn."""
     if not values or width <= 0 or height <= 0:
         return []
     if len(values) > width:
         step = len(values) / width
-        values = [max(values[int(i * step): max(int((i + 1) * step), int(i * step) + 1)]) for i in range(width)]
-    lo = min(values) if lo is None else lo
-    hi = max(values) if hi is None else hi
+        values = [_bucket(values[int(i * step): max(int((i + 1) * step), int(i * step) + 1)]) for i in range(width)]
+    finite = [v for v in values if math.isfinite(v)] or [0.0]
+    lo = min(finite) if lo is None else lo
+    hi = max(finite) if hi is None else hi
     span, eighths = (hi - lo) or 1.0, height * 8
-    levels = [1 + min(eighths - 1, max(0, int((v - lo) / span * (eighths - 0.001)))) for v in values]
-    return ["".join(" " if (n := level - 8 * below) <= 0 else BARS[min(n, 8) - 1] for level in levels)
+    levels = [1 + min(eighths - 1, max(0, int((v - lo) / span * (eighths - 0.001)))) if math.isfinite(v) else None
+              for v in values]
+    return ["".join((NOT_FINITE if below == 0 else " ") if level is None else
+                    " " if (n := level - 8 * below) <= 0 else BARS[min(n, 8) - 1] for level in levels)
             for below in range(height - 1, -1, -1)]
+
+
+def _number(value: float, fmt: str) -> str:
+    return format(value, fmt) if math.isfinite(value) else str(value)
 
 
 def spark(values: list[float], width: int, lo: float | None = None, hi: float | None = None) -> str:
@@ -43,26 +59,34 @@ def spark(values: list[float], width: int, lo: float | None = None, hi: float | 
 def curves(c: Curves, width: int, height: int) -> Text:
     """The latest numbers on the first line (as many as fit, most useful first), then the loss chart
     filling what the lr and eval lines leave."""
-    parts = [f"loss {c.loss[-1]:.4f} (min {min(c.loss):.4f})" if c.loss else "no loss yet"]
+    finite = [v for v in c.chart_values if math.isfinite(v)]
+    name = c.chart
+    parts = [f"{name} {_number(c.chart_values[-1], '.4f')}" + (f" (min {min(finite):.4f})" if finite else "")
+             if c.chart_values else f"no {name} yet"]
+    if c.diverged_at is not None:
+        parts.insert(0, f"DIVERGING at step {c.diverged_at}")
+    if c.chart != "loss" and c.loss:
+        parts.append(f"loss {_number(c.loss[-1], '.4f')}")
     if c.step is not None:
         parts.append(f"step {c.step}/{c.total} ETA {duration(c.eta_s)}")
     if c.eval_loss:
-        parts.append(f"eval {c.eval_loss[-1]:.4f}")
+        parts.append(f"eval {_number(c.eval_loss[-1], '.4f')}")
     if c.lr:
-        parts.append(f"lr {c.lr[-1]:.2e}")
+        parts.append(f"lr {_number(c.lr[-1], '.2e')}")
     if c.grad_norm:
-        parts.append(f"grad {c.grad_norm[-1]:.3f}")
+        parts.append(f"grad {_number(c.grad_norm[-1], '.3f')}")
     line = parts[0]
     for part in parts[1:]:
         if len(line) + 2 + len(part) <= width:
             line += "  " + part
-    out = Text(line[:width])  # one line, so the rows below keep their places
+    out = Text(line[:width], style="bold red" if c.diverged_at is not None else "")  # one line: rows keep places
     extra = [(name, values) for name, values in (("lr", c.lr), ("eval", c.eval_loss)) if values]
     while extra and height - 1 - len(extra) < 1:
         extra.pop()  # too short: the loss chart keeps a row, eval goes first, then lr
-    rows = chart(c.loss, width - 5, max(1, height - 1 - len(extra)))
+    rows = chart(c.chart_values, width - 5, max(1, height - 1 - len(extra)))
+    label = f"{c.chart.rsplit('/', 1)[-1][:4]:<5}"
     for i, row in enumerate(rows):
-        out.append("\n" + ("loss " if i == len(rows) - 1 else "     "), style="dim")
+        out.append("\n" + (label if i == len(rows) - 1 else "     "), style="dim")
         out.append(row, style="green")
     for name, values in extra:
         out.append(f"\n{name:<5}", style="dim")

@@ -72,6 +72,8 @@ class RunsTable(DataTable):
     @staticmethod
     def _cells(r: RunStatus, eta: float | None) -> tuple:
         state = Text(r.state, style=render.STATE_STYLE.get(r.state, ""))
+        if r.alerts:
+            state.append(" !", style="bold yellow")  # stalled, or memory near capacity: the alert says which
         loss = f"{r.loss:.4f}" if r.loss is not None else "-"
         gpus = "cpu" if r.gpus == "" else (r.gpus or "all")
         progress = Text(r.problem, style="red") if r.problem else Text(r.detail or "", style="dim") \
@@ -132,8 +134,15 @@ class LogTail(Log):
         if not shown:
             return
         self.write_lines(shown, scroll_end=following)
+        if following:  # once the new lines are laid out (a fresh log's height is not known yet when written)
+            self.call_after_refresh(self.scroll_end, animate=False, immediate=True)
         self.unseen = 0 if following else self.unseen + len(shown)
-        self.border_subtitle = f"↓ {self.unseen} new lines (End to follow)" if self.unseen else ""
+        self.border_subtitle = f"↓ {self.unseen} new lines (e follows)" if self.unseen else ""
+
+    def follow(self) -> None:
+        self.unseen = 0
+        self.border_subtitle = ""
+        self.scroll_end(animate=False, immediate=True)
 
     def on_resize(self) -> None:
         if not self.unseen:  # following: stay at the end whatever the layout does
