@@ -137,8 +137,10 @@ class LftopApp(App):
             feed.thread.start()
 
     def on_unmount(self) -> None:
-        for feed in self.feeds or ():
-            feed.thread.stop()
+        if self.feeds:
+            runs, gpus = self.feeds
+            runs.stop()
+            gpus.thread.stop()
 
     def on_resize(self, event) -> None:
         self._fit(event.size.width, event.size.height)
@@ -255,7 +257,10 @@ class LftopApp(App):
         self.notify(message.text, severity=message.severity)
 
     def on_data_table_row_highlighted(self, event: RunsTable.RowHighlighted) -> None:
-        self.selected_run = str(event.row_key.value) if event.row_key else None
+        chosen = str(event.row_key.value) if event.row_key else None
+        if chosen != self.selected_run and self.feeds:
+            self.feeds[0].thread.wake()  # its log at once, not at the next interval
+        self.selected_run = chosen
 
     def on_data_table_row_selected(self, event: RunsTable.RowSelected) -> None:
         self.action_open()

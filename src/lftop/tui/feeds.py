@@ -10,9 +10,10 @@ from lftop.gpu.sampler import Sampler, sample
 from lftop.logs.follower import last_lines
 from lftop.logs.history import RunLogs
 from lftop.runs.process import ProcessRef
-from lftop.runs.rundir import all_runs
+from lftop.runs.rundir import all_runs, runs_root
 from lftop.runs.status import RunStatus, all_statuses
 from lftop.tui.messages import Curves, GpuSampled, LogPolled, RunsPolled
+from lftop.tui.watch import RunsWatch
 
 TAIL_LINES = 2000
 CATCH_UP = 32 << 20  # bytes of history read per poll, so the runs table keeps updating during a big log
@@ -27,17 +28,30 @@ class RunsFeed:
         self._logs: RunLogs | None = None
         self._logs_for: str | None = None
         self._lock = Lock()
-        self.thread = Sampler(self._poll, self._deliver, interval)
+        self._chosen: RunStatus | None = None
+        self.thread = Sampler(self._poll, self._deliver, interval, quick=self._quick)
+        self.watch = RunsWatch(runs_root(home), self.thread.wake)
 
     def _poll(self) -> list:
         statuses = all_statuses(all_runs(self.home))
         with self._lock:
             self.runs = [(s.id, s.process) for s in statuses if s.process is not None]
         messages: list = [RunsPolled(statuses)]
-        chosen = next((s for s in statuses if s.id == self.app.selected_run), None)
-        if chosen is not None:
-            messages.append(self._follow(chosen))
+        self._chosen = next((s for s in statuses if s.id == self.app.selected_run), None)
+        if self._chosen is not None:
+            self.watch.follow(self._chosen.output_dir)
+            messages.append(self._follow(self._chosen))
         return messages
+
+    def _quick(self) -> list:
+        """A file event on the selected run's log: follow it only (the statuses wait for the interval)."""
+        if self._chosen is None or self._chosen.id != self.app.selected_run:
+            return self._poll()
+        return [self._follow(self._chosen)]
+
+    def stop(self) -> None:
+        self.thread.stop()
+        self.watch.stop()
 
     def _follow(self, run: RunStatus) -> LogPolled:
         """The selected run's curves and new log lines; a new selection shows the log's end at once
