@@ -43,9 +43,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
 
-def _load_warned(name: str):
-    """The profile, its warnings printed to stderr."""
-    profile = load_profile(name)
+def _load_warned(name: str, overrides: list[str] = ()):
+    """The profile (or LLaMA-Factory config) with `key=value` overrides, its warnings printed to stderr."""
+    profile = load_profile(name, overrides)
     for warning in profile.warnings:
         err(f"{warning} (warning)")
     return profile
@@ -110,7 +110,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
 
 
 def cmd_launch(args: argparse.Namespace) -> int:
-    profile = _load_warned(args.profile)
+    profile = _load_warned(args.profile, args.overrides)
     plan = ops.plan(profile, gpus=args.gpus, home=args.home)
     if plan.problem and plan.placement is not None:
         err(f"estimate skipped: {plan.problem}")
@@ -131,6 +131,27 @@ def cmd_launch(args: argparse.Namespace) -> int:
     else:
         print(f"launched {run.id}: log {run.log}")
         print(f"  lftop show {run.id}   lftop pause {run.id}   lftop stop {run.id}")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from lftop.profiles import importer
+
+    text, profile = importer.to_toml(Path(args.config))
+    for warning in profile.warnings:
+        err(f"{warning} (warning)")
+    if profile.train.get("overwrite_output_dir") is True:
+        err(f"{args.config}: overwrite_output_dir: {importer.OVERWRITE_NOTE} (flagged in the profile)")
+    if args.output is None:
+        print(text, end="")
+        return 0
+    out = Path(args.output)
+    if out.exists() and not args.force:
+        err(f"lftop: {out} exists; --force replaces it")
+        return 1
+    rundir.write_atomic(out, text)
+    load_profile(out)  # the profile passes the checks the config passed
+    print(f"wrote {out}: `lftop launch {out}` starts it")
     return 0
 
 

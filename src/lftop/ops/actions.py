@@ -107,8 +107,8 @@ def launch(plan: Plan, home: Path, fresh: bool = False, accept_oom: bool = False
             run.write_meta({
                 "id": run.id, "profile": str(profile.path), "profile_train": profile.train,
                 "python": profile.launch.python, "launch": _launch_table(profile), "description": profile.description,
-                "engine": profile.launch.engine, "args": args, "command": [], "env": {}, "cwd": str(cwd),
-                "output_dir": str(output_dir), "created": time.time(),
+                "engine": profile.launch.engine, "args": args, "overrides": profile.overrides, "command": [], "env": {},
+                "cwd": str(cwd), "output_dir": str(output_dir), "created": time.time(),
             })
             rundir.write_atomic(run.path / "args.yaml", convert.to_yaml(args))
             if queue and (reason := queue_mod.blocking(plan, home, run)):
