@@ -166,6 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run")
     p.add_argument("--json", action="store_true")
 
+    p = command("compare", "the arguments that differ between runs, and their loss side by side")
+    p.add_argument("runs", nargs="+", metavar="RUN")
+    p.add_argument("--json", action="store_true")
+
     p = command("scan", "what a LLaMA-Factory log holds: points, evals, progress, errors")
     p.add_argument("log")
     fmt = p.add_mutually_exclusive_group()

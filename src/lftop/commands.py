@@ -256,6 +256,50 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cell(value: object, width: int = 40) -> str:
+    """An argument's value for a column: the whole of it, or its first `width` characters and a ~."""
+    text = "-" if value is None else str(value)
+    return text if len(text) <= width else text[:width - 1] + "~"
+
+
+def _loss(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from lftop.runs.compare import compare
+
+    if len(args.runs) < 2:
+        err("lftop: compare needs two runs or more (lftop ls lists them)")
+        return 1
+    result = compare([rundir.find(args.home, ref) for ref in args.runs])
+    if args.json:
+        print(dumps(result.to_dict(), indent=1))
+        return 0
+    labels = [chr(ord("A") + i) if i < 26 else str(i + 1) for i in range(len(result.runs))]
+    print("\n".join(f"{label}  {run}" for label, run in zip(labels, result.runs, strict=True)))
+    width = max([len("ARGUMENT"), *map(len, result.args)])
+    columns = [max([1, *(len(_cell(v[i])) for v in result.args.values())]) for i in range(len(labels))]
+    header = "  ".join(f"{label:<{w}}" for label, w in zip(labels, columns, strict=True))
+    print(f"\n{'ARGUMENT':<{width}}  {header}".rstrip())
+    for key, values in result.args.items():
+        print(f"{key:<{width}}  " + "  ".join(f"{_cell(v):<{w}}" for v, w in zip(values, columns, strict=True)).rstrip())
+    if not result.args:
+        print("(no argument differs)")
+    steps = result.steps
+    if not steps:
+        print("\nno step logged by every run (trainer_log.jsonl in each output_dir)")
+        return 0
+    shown = steps if len(steps) <= 20 else [steps[round(i * (len(steps) - 1) / 19)] for i in range(20)]
+    print(f"\n{'STEP':>8}  " + "  ".join(f"{'loss ' + label:>10}" for label in labels)
+          + "  " + "  ".join(f"{'eval ' + label:>10}" for label in labels))
+    for row in shown:
+        print(f"{row['step']:>8}  " + "  ".join(f"{_loss(v):>10}" for v in row["loss"] + row["eval_loss"]))
+    if len(shown) < len(steps):
+        print(f"({len(shown)} of {len(steps)} common steps; --json gives all)")
+    return 0
+
+
 def cmd_scan(args: argparse.Namespace) -> int:
     from lftop.logs import scan
 
