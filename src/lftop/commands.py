@@ -166,7 +166,33 @@ def cmd_pause(args: argparse.Namespace) -> int:
     return 0 if current.state == "paused" else 1
 
 
+def _live_external(args: argparse.Namespace):
+    """The live external run `args.run` names (ext-<pid>), when no run directory of lftop's has that id."""
+    from lftop.ops import external
+
+    if not external.is_external(args.run) or any(r.id == args.run for r in rundir.all_runs(args.home)):
+        return None
+    return external.find(args.run)
+
+
+def _resume_external(args: argparse.Namespace, record: rundir.RunDir) -> int:
+    from lftop.ops import external
+
+    if args.max_steps or args.epochs or args.gpus or args.source:
+        err(f"lftop: {record.id} is an external run: it resumes as it ran (then `lftop resume NEW-RUN` takes options)")
+        return 1
+    run, step = external.resume(record, args.home)
+    if args.json:
+        print(dumps({"run": run.id, "pid": run.meta().get("pid"), "run_dir": str(run.path), "step": step,
+                     "external": record.id}))
+    else:
+        print(f"resumed external run {record.id} as {run.id} from step {step}")
+    return 0
+
+
 def cmd_resume(args: argparse.Namespace) -> int:
+    if (record := _run(args)).meta().get("external") is True:
+        return _resume_external(args, record)
     overrides = {k: v for k, v in (("max_steps", args.max_steps), ("num_train_epochs", args.epochs)) if v is not None}
     source = Path(args.source) if args.source else None
     run, step = ops.resume(_run(args), args.home, overrides, source=source, gpus=args.gpus)
@@ -184,6 +210,13 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
+    if ext := _live_external(args):
+        from lftop.ops import external
+
+        record, count = external.stop(ext, args.home, grace=args.grace)
+        print(f"{ext.id}: stopped ({count} processes); `lftop resume {record.id}` continues it under lftop "
+              "from its newest complete checkpoint")
+        return 0
     run = _run(args)
     count = ops.stop(run, grace=args.grace)
     print(f"{run.id}: stopped ({count} processes)")
@@ -198,11 +231,14 @@ def _age(created: float | None) -> str:
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
+    from lftop.ops import external
+
     rows = all_statuses(rundir.all_runs(args.home))
+    others = external.runs()
     if args.json:
-        print(dumps([r.to_dict() for r in rows], indent=1))
+        print(dumps([r.to_dict() for r in rows] + [e.to_dict() for e in others], indent=1))
         return 0
-    if not rows:
+    if not rows and not others:
         print(f"no runs in {rundir.runs_root(args.home)}")
         return 0
     print(f"{'RUN':<36} {'STATE':<10} {'STEP':>11} {'LOSS':>8} {'AGE':>5}")
@@ -212,6 +248,12 @@ def cmd_ls(args: argparse.Namespace) -> int:
         owner = f"  ({r.owner}'s)" if r.owner and r.owner != _me() else ""
         problem = f"  {r.problem}" if r.problem else f"  {r.detail}" if r.detail else ""
         print(f"{r.id:<36} {r.state:<10} {step:>11} {loss:>8} {_age(r.created):>5}{owner}{problem}")
+    for e in others:
+        step = f"{e.step}/{e.total_steps}" if e.step is not None else "-"
+        loss = f"{e.loss:.4f}" if e.loss is not None else "-"
+        gpus = f"  GPUs {','.join(map(str, e.gpus))}" if e.gpus else ""
+        print(f"{e.id:<36} {'running':<10} {step:>11} {loss:>8} {_age(e.root.create_time):>5}  external: "
+              f"{e.config or ' '.join(e.command[:4])}{gpus}")
     return 0
 
 
@@ -235,6 +277,10 @@ def _me() -> str:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    if ext := _live_external(args):
+        data = ext.to_dict()
+        print(dumps(data, indent=1) if args.json else "\n".join(f"{k:>20}: {v}" for k, v in data.items()))
+        return 0
     run = _run(args)
     current = status(run)
     data = {**current.to_dict(), "peak": _peak(run)}

@@ -123,6 +123,41 @@ def read(path: Path, environ: Mapping[str, str] = os.environ) -> loader.RawProfi
     return raw
 
 
+def from_args(args: dict, source: Path, env: dict[str, str]) -> loader.RawProfile:
+    """Arguments already read (e.g. a running llamafactory-cli's) as a RawProfile, reported against `source`."""
+    raw = loader.RawProfile(source, chain=[source])
+    raw.tables["train"] = {k: v for k, v in args.items() if v is not None}
+    raw.tables["launch"] = {"env": dict(env)}
+    return raw
+
+
+def command_args(argv: list[str], cwd: Path) -> tuple[Path | None, dict]:
+    """The config and the arguments of `llamafactory-cli train ARGV` started in `cwd`, read as read_args reads
+    them: a config file merged with `key=value` overrides, or `--key value` flags (typed as YAML types them)."""
+    if argv and is_config(argv[0]):
+        path = cwd / argv[0]
+        try:
+            config, _ = _parse(path, tomlfile.read_bytes(path).decode("utf-8"))
+            changes = overrides(argv[1:])
+        except (tomlfile.Unreadable, UnicodeDecodeError, ProfileError):
+            return path, {}
+        return path, merge(config, changes) if isinstance(config, dict) else {}
+    found: dict[str, object] = {}
+    pending = list(argv)
+    while pending:
+        word = pending.pop(0)
+        if not word.startswith("--"):
+            continue
+        key, sep, text = word[2:].partition("=")
+        if not sep:
+            text = pending.pop(0) if pending and not pending[0].startswith("--") else "true"
+        try:
+            found[key] = value(text)
+        except yaml.YAMLError:
+            found[key] = text
+    return None, found
+
+
 def _unusable(item: object) -> str | None:
     """Why a value has no TOML form (a null inside a list or table, bytes, a non-string table key)."""
     pending = [item]

@@ -167,6 +167,11 @@ def load(path: str | os.PathLike[str], overrides: list[str] = ()) -> Profile:
     if changes:
         raw.tables["train"] = lfconfig.merge(raw.tables.get("train", {}), changes)
         raw.origin.update({("train", key): (lfconfig.COMMAND_LINE, None) for key in changes})
+    return validate(raw, changes)
+
+
+def validate(raw: loader.RawProfile, changes: dict[str, object] | None = None) -> Profile:
+    """The Profile of tables read from any source, checked; raises ProfileError listing every mistake."""
     train = raw.tables.get("train", {})
     problems = raw.problems + _check_tables(raw)
     problems += _check_train(raw, train, schema.load().fields, raw.abstract or raw.broken)
@@ -179,5 +184,5 @@ def load(path: str | os.PathLike[str], overrides: list[str] = ()) -> Profile:
         train=dict(train),
         warnings=() if raw.abstract else tuple(_warnings(raw, train)),
         abstract=raw.abstract,
-        overrides=changes,
+        overrides=changes or {},
     )
