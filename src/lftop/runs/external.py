@@ -108,6 +108,12 @@ def _mine() -> list[_Found]:
     return found
 
 
+def _output_dir(cwd: str, args: dict) -> str | None:
+    """The output_dir `args` name, read from `cwd` with symlinks followed (never raising, loops included)."""
+    out = args.get("output_dir")
+    return os.path.realpath(os.path.join(cwd, os.path.expanduser(str(out)))) if out else None
+
+
 def _group_key(item: _Found, output_dir: str | None) -> tuple:
     return ("out", output_dir) if output_dir else ("argv", item.cwd, tuple(item.argv))
 
@@ -120,8 +126,7 @@ def find() -> list[ExternalRun]:
     meta: dict[tuple, tuple[Path | None, dict, str | None]] = {}
     for item in sorted(found, key=lambda f: f.created):
         config, args = lfconfig.command_args(item.argv, Path(item.cwd))
-        out = args.get("output_dir")
-        output_dir = str((Path(item.cwd) / os.path.expanduser(str(out))).resolve()) if out else None
+        output_dir = _output_dir(item.cwd, args)
         try:  # a process under another matched one belongs to that one's run
             parent = next((p.pid for p in item.proc.parents() if p.pid in by_pid), None)
         except psutil.Error:
@@ -165,9 +170,7 @@ def processes(run: ExternalRun) -> list[psutil.Process]:
         except psutil.Error:
             continue
     for item in _mine():
-        _, args = lfconfig.command_args(item.argv, Path(item.cwd))
-        out = args.get("output_dir")
-        resolved = str((Path(item.cwd) / os.path.expanduser(str(out))).resolve()) if out else None
+        resolved = _output_dir(item.cwd, lfconfig.command_args(item.argv, Path(item.cwd))[1])
         if resolved and resolved == run.output_dir and item.cwd == run.cwd:
             procs[item.proc.pid] = item.proc
     return list(procs.values())
