@@ -167,7 +167,7 @@ def test_resume_brings_a_stopped_external_run_under_lftop(lftop, shell):
     assert meta["cwd"] == str(shell.work) and meta["output_dir"] == str(out)
     assert meta["python"] == str(shell.venv / "python") and not resumed["run"].startswith("ext-")
     started = lftop.wait(resumed["run"], lambda s: s["alive"] and 5 in s["checkpoints"], timeout=60)
-    assert started["checkpoints"][0] == resumed["step"]  # where it started from is its own to resume from
+    assert resumed["step"] in started["checkpoints"]  # where it started from is its own to resume from
     again = lftop("resume", run_id, check=False)
     assert again.returncode == 1 and f"was resumed already as {resumed['run']}" in again.stderr
     lftop("stop", resumed["run"], "--grace", "1")
