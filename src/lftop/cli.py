@@ -128,12 +128,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-calibration", action="store_true", help="the raw model, not corrected by measured runs")
     p.add_argument("--json", action="store_true")
 
-    p = command("launch", "start a run from a profile, detached")
+    p = command("launch", "start a run from a profile or a LLaMA-Factory YAML/JSON config, detached")
     p.add_argument("profile")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                   help="override [train] values as llamafactory-cli does, e.g. learning_rate=2e-5")
     p.add_argument("--gpus", help='CUDA_VISIBLE_DEVICES for this run, e.g. "0,1"')
     p.add_argument("--force", action="store_true", help="start over where checkpoints exist; launch past an OOM verdict")
     p.add_argument("--queue", action="store_true", help="wait until it fits its GPUs, then start by itself")
     p.add_argument("--json", action="store_true")
+
+    p = command("import", "write a LLaMA-Factory YAML/JSON config as a commented TOML profile")
+    p.add_argument("config")
+    p.add_argument("-o", "--output", metavar="FILE", help="the profile to write (default: print it)")
+    p.add_argument("--force", action="store_true", help="replace FILE if it exists")
 
     p = command("pause", "save a checkpoint at the next step end, then exit and free the GPUs")
     p.add_argument("run")
@@ -159,6 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run")
     p.add_argument("--json", action="store_true")
 
+    p = command("compare", "the arguments that differ between runs, and their loss side by side")
+    p.add_argument("runs", nargs="+", metavar="RUN")
+    p.add_argument("--json", action="store_true")
+
     p = command("scan", "what a LLaMA-Factory log holds: points, evals, progress, errors")
     p.add_argument("log")
     fmt = p.add_mutually_exclusive_group()
@@ -167,9 +178,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse(argv: list[str]) -> argparse.Namespace:
+    """The parsed command line; `launch`'s KEY=VALUE overrides may come before or after its options."""
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if rest and args.command == "launch" and all("=" in r and not r.startswith("-") for r in rest):
+        args.overrides = [*args.overrides, *rest]
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = build_parser().parse_args(argv) if argv else SimpleNamespace(**APP_DEFAULTS)
+    args = parse(argv) if argv else SimpleNamespace(**APP_DEFAULTS)
     try:
         home = paths.home(args.home)
     except paths.HomeProblem as exc:

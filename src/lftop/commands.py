@@ -43,9 +43,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
 
-def _load_warned(name: str):
-    """The profile, its warnings printed to stderr."""
-    profile = load_profile(name)
+def _load_warned(name: str, overrides: list[str] = ()):
+    """The profile (or LLaMA-Factory config) with `key=value` overrides, its warnings printed to stderr."""
+    profile = load_profile(name, overrides)
     for warning in profile.warnings:
         err(f"{warning} (warning)")
     return profile
@@ -110,7 +110,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
 
 
 def cmd_launch(args: argparse.Namespace) -> int:
-    profile = _load_warned(args.profile)
+    profile = _load_warned(args.profile, args.overrides)
     plan = ops.plan(profile, gpus=args.gpus, home=args.home)
     if plan.problem and plan.placement is not None:
         err(f"estimate skipped: {plan.problem}")
@@ -134,6 +134,27 @@ def cmd_launch(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    from lftop.profiles import importer
+
+    text, profile = importer.to_toml(Path(args.config))
+    for warning in profile.warnings:
+        err(f"{warning} (warning)")
+    if profile.train.get("overwrite_output_dir") is True:
+        err(f"{args.config}: overwrite_output_dir: {importer.OVERWRITE_NOTE} (flagged in the profile)")
+    if args.output is None:
+        print(text, end="")
+        return 0
+    out = Path(args.output)
+    if out.exists() and not args.force:
+        err(f"lftop: {out} exists; --force replaces it")
+        return 1
+    rundir.write_atomic(out, text)
+    load_profile(out)  # the profile passes the checks the config passed
+    print(f"wrote {out}: `lftop launch {out}` starts it")
+    return 0
+
+
 def cmd_pause(args: argparse.Namespace) -> int:
     run = _run(args)
     ops.pause(run)
@@ -145,7 +166,33 @@ def cmd_pause(args: argparse.Namespace) -> int:
     return 0 if current.state == "paused" else 1
 
 
+def _live_external(args: argparse.Namespace):
+    """The live external run `args.run` names (ext-<pid>), when no run directory of lftop's has that id."""
+    from lftop.ops import external
+
+    if not external.is_external(args.run) or any(r.id == args.run for r in rundir.all_runs(args.home)):
+        return None
+    return external.find(args.run)
+
+
+def _resume_external(args: argparse.Namespace, record: rundir.RunDir) -> int:
+    from lftop.ops import external
+
+    if args.max_steps or args.epochs or args.gpus or args.source:
+        err(f"lftop: {record.id} is an external run: it resumes as it ran (then `lftop resume NEW-RUN` takes options)")
+        return 1
+    run, step = external.resume(record, args.home)
+    if args.json:
+        print(dumps({"run": run.id, "pid": run.meta().get("pid"), "run_dir": str(run.path), "step": step,
+                     "external": record.id}))
+    else:
+        print(f"resumed external run {record.id} as {run.id} from step {step}")
+    return 0
+
+
 def cmd_resume(args: argparse.Namespace) -> int:
+    if (record := _run(args)).meta().get("external") is True:
+        return _resume_external(args, record)
     overrides = {k: v for k, v in (("max_steps", args.max_steps), ("num_train_epochs", args.epochs)) if v is not None}
     source = Path(args.source) if args.source else None
     run, step = ops.resume(_run(args), args.home, overrides, source=source, gpus=args.gpus)
@@ -163,6 +210,13 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
+    if ext := _live_external(args):
+        from lftop.ops import external
+
+        record, count = external.stop(ext, args.home, grace=args.grace)
+        print(f"{ext.id}: stopped ({count} processes); `lftop resume {record.id}` continues it under lftop "
+              "from its newest complete checkpoint")
+        return 0
     run = _run(args)
     count = ops.stop(run, grace=args.grace)
     print(f"{run.id}: stopped ({count} processes)")
@@ -177,11 +231,14 @@ def _age(created: float | None) -> str:
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
+    from lftop.ops import external
+
     rows = all_statuses(rundir.all_runs(args.home))
+    others = external.runs()
     if args.json:
-        print(dumps([r.to_dict() for r in rows], indent=1))
+        print(dumps([r.to_dict() for r in rows] + [e.to_dict() for e in others], indent=1))
         return 0
-    if not rows:
+    if not rows and not others:
         print(f"no runs in {rundir.runs_root(args.home)}")
         return 0
     print(f"{'RUN':<36} {'STATE':<10} {'STEP':>11} {'LOSS':>8} {'AGE':>5}")
@@ -191,6 +248,12 @@ def cmd_ls(args: argparse.Namespace) -> int:
         owner = f"  ({r.owner}'s)" if r.owner and r.owner != _me() else ""
         problem = f"  {r.problem}" if r.problem else f"  {r.detail}" if r.detail else ""
         print(f"{r.id:<36} {r.state:<10} {step:>11} {loss:>8} {_age(r.created):>5}{owner}{problem}")
+    for e in others:
+        step = f"{e.step}/{e.total_steps}" if e.step is not None else "-"
+        loss = f"{e.loss:.4f}" if e.loss is not None else "-"
+        gpus = f"  GPUs {','.join(map(str, e.gpus))}" if e.gpus else ""
+        print(f"{e.id:<36} {'running':<10} {step:>11} {loss:>8} {_age(e.root.create_time):>5}  external: "
+              f"{e.config or ' '.join(e.command[:4])}{gpus}")
     return 0
 
 
@@ -214,6 +277,10 @@ def _me() -> str:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    if ext := _live_external(args):
+        data = ext.to_dict()
+        print(dumps(data, indent=1) if args.json else "\n".join(f"{k:>20}: {v}" for k, v in data.items()))
+        return 0
     run = _run(args)
     current = status(run)
     data = {**current.to_dict(), "peak": _peak(run)}
@@ -232,6 +299,50 @@ def cmd_show(args: argparse.Namespace) -> int:
     if current.log_tail:
         print("last lines of the log:")
         print("\n".join(f"  {line}" for line in current.log_tail))
+    return 0
+
+
+def _cell(value: object, width: int = 40) -> str:
+    """An argument's value for a column: the whole of it, or its first `width` characters and a ~."""
+    text = "-" if value is None else str(value)
+    return text if len(text) <= width else text[:width - 1] + "~"
+
+
+def _loss(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from lftop.runs.compare import compare
+
+    if len(args.runs) < 2:
+        err("lftop: compare needs two runs or more (lftop ls lists them)")
+        return 1
+    result = compare([rundir.find(args.home, ref) for ref in args.runs])
+    if args.json:
+        print(dumps(result.to_dict(), indent=1))
+        return 0
+    labels = [chr(ord("A") + i) if i < 26 else str(i + 1) for i in range(len(result.runs))]
+    print("\n".join(f"{label}  {run}" for label, run in zip(labels, result.runs, strict=True)))
+    width = max([len("ARGUMENT"), *map(len, result.args)])
+    columns = [max([1, *(len(_cell(v[i])) for v in result.args.values())]) for i in range(len(labels))]
+    header = "  ".join(f"{label:<{w}}" for label, w in zip(labels, columns, strict=True))
+    print(f"\n{'ARGUMENT':<{width}}  {header}".rstrip())
+    for key, values in result.args.items():
+        print(f"{key:<{width}}  " + "  ".join(f"{_cell(v):<{w}}" for v, w in zip(values, columns, strict=True)).rstrip())
+    if not result.args:
+        print("(no argument differs)")
+    steps = result.steps
+    if not steps:
+        print("\nno step logged by every run (trainer_log.jsonl in each output_dir)")
+        return 0
+    shown = steps if len(steps) <= 20 else [steps[round(i * (len(steps) - 1) / 19)] for i in range(20)]
+    print(f"\n{'STEP':>8}  " + "  ".join(f"{'loss ' + label:>10}" for label in labels)
+          + "  " + "  ".join(f"{'eval ' + label:>10}" for label in labels))
+    for row in shown:
+        print(f"{row['step']:>8}  " + "  ".join(f"{_loss(v):>10}" for v in row["loss"] + row["eval_loss"]))
+    if len(shown) < len(steps):
+        print(f"({len(shown)} of {len(steps)} common steps; --json gives all)")
     return 0
 
 

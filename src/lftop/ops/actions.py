@@ -73,11 +73,13 @@ def _launch_table(profile) -> dict:
     return {**dataclasses.asdict(profile.launch), "sbatch": list(profile.launch.sbatch)}
 
 
-def launch(plan: Plan, home: Path, fresh: bool = False, accept_oom: bool = False, queue: bool = False) -> RunDir:
+def launch(plan: Plan, home: Path, fresh: bool = False, accept_oom: bool = False, queue: bool = False,
+           cwd: Path | None = None) -> RunDir:
     """Create the run directory and start the run detached on the plan's placement; returns at once.
 
-    `fresh` starts over in an output_dir that holds checkpoints; `accept_oom` launches past an OOM verdict;
-    `queue` waits (in a detached process of the run's own) until the run fits its GPUs, in queue order."""
+    `fresh` starts over in an output_dir that holds checkpoints (an explicit `resume_from_checkpoint` continues
+    them); `accept_oom` launches past an OOM verdict; `queue` waits (in a detached process of the run's own) until
+    the run fits its GPUs, in queue order; `cwd` is where relative paths are read (default: here)."""
     profile = plan.profile
     if profile.abstract:
         raise Refused(f"{profile.path} is a base for other profiles (abstract = true); launch one that extends it")
@@ -86,7 +88,7 @@ def launch(plan: Plan, home: Path, fresh: bool = False, accept_oom: bool = False
     if plan.verdict == "oom" and not (accept_oom or queue):
         raise PredictedOOM(plan)
     _check_interpreter(profile.launch.python)
-    cwd = Path.cwd()
+    cwd = cwd or Path.cwd()
     args = profile.args()
     output_dir = _resolved_output_dir(args["output_dir"], cwd)
     placement = plan.placement
@@ -94,7 +96,8 @@ def launch(plan: Plan, home: Path, fresh: bool = False, accept_oom: bool = False
         if busy := _busy(home, output_dir):
             raise Refused(f"{output_dir} is in use by live run {busy.id}; pick another output_dir or stop it")
         done = checkpoints.all_checkpoints(output_dir)
-        if (done or checkpoints.holds_final_model(output_dir)) and not fresh:
+        resuming = isinstance(args.get("resume_from_checkpoint"), str)
+        if (done or checkpoints.holds_final_model(output_dir)) and not fresh and not resuming:
             what = ", ".join(p.name for _, p in done) or "a finished model"
             owner = _owner(home, output_dir)
             hint = f"`lftop resume {owner.id}` continues them" if owner else "set `resume_from_checkpoint` to continue them"
@@ -107,8 +110,8 @@ def launch(plan: Plan, home: Path, fresh: bool = False, accept_oom: bool = False
             run.write_meta({
                 "id": run.id, "profile": str(profile.path), "profile_train": profile.train,
                 "python": profile.launch.python, "launch": _launch_table(profile), "description": profile.description,
-                "engine": profile.launch.engine, "args": args, "command": [], "env": {}, "cwd": str(cwd),
-                "output_dir": str(output_dir), "created": time.time(),
+                "engine": profile.launch.engine, "args": args, "overrides": profile.overrides, "command": [], "env": {},
+                "cwd": str(cwd), "output_dir": str(output_dir), "created": time.time(),
             })
             rundir.write_atomic(run.path / "args.yaml", convert.to_yaml(args))
             if queue and (reason := queue_mod.blocking(plan, home, run)):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import difflib
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from lftop.profiles import launch, loader, schema
+from lftop.profiles import launch, lfconfig, loader, schema
 from lftop.profiles.launch import Launch
 from lftop.profiles.problems import Problem, ProfileError, shown
 
@@ -26,6 +26,7 @@ class Profile:
     train: dict[str, object]
     warnings: tuple[Problem, ...] = ()
     abstract: bool = False  # a base others extend: required keys are checked in those
+    overrides: dict[str, object] = field(default_factory=dict)  # `key=value`s from the command line, applied
 
     @property
     def name(self) -> str:
@@ -74,6 +75,13 @@ def _type_error(kind: str, value: object) -> str | None:
     return f"expected {expected}, got {shown(value)}"
 
 
+def _extra_allowed(raw: loader.RawProfile) -> str | None:
+    """The switch in `[launch] env` under which LLaMA-Factory accepts keys outside its own arguments, if any."""
+    env = raw.tables.get("launch", {}).get("env")
+    return next((name for name in lfconfig.SWITCHES if isinstance(env, dict)
+                 and str(env.get(name, "0")).lower() in ("true", "y", "1")), None)
+
+
 def _check_train(raw: loader.RawProfile, train: dict, fields: dict[str, schema.Field], partial: bool) -> list[Problem]:
     """Each key known, of its type and among its choices; the required keys too unless the profile is `partial`."""
     problems = []
@@ -81,7 +89,8 @@ def _check_train(raw: loader.RawProfile, train: dict, fields: dict[str, schema.F
         path, line = raw.where("train", key)
         spec = fields.get(key)
         if spec is None:
-            problems.append(Problem(path, line, "unknown key" + _suggest(key, fields), key))
+            if not _extra_allowed(raw):
+                problems.append(Problem(path, line, "unknown key" + _suggest(key, fields), key))
         elif message := _type_error(spec.kind, value):
             problems.append(Problem(path, line, message, key))
         elif spec.choices is not None and str(value) not in spec.choices:
@@ -109,6 +118,10 @@ def _warnings(raw: loader.RawProfile, train: dict) -> list[Problem]:
         path, line = raw.where("train", key)
         found.append(Problem(path, line, message, key))
 
+    if switch := _extra_allowed(raw):
+        fields = schema.load().fields
+        for key in (k for k in train if k not in fields):
+            warn(key, f"not one of LLaMA-Factory's own arguments; passed on because [launch] env sets {switch}")
     if "logging_steps" not in train:
         warn("logging_steps", "unset: LLaMA-Factory then logs every 500 steps, so no loss curve for hours; try 5 or 10")
     if train.get("overwrite_output_dir") is True and "output_dir" in train:
@@ -144,11 +157,21 @@ def _check_tables(raw: loader.RawProfile) -> list[Problem]:
     return problems
 
 
-def load(path: str | os.PathLike[str]) -> Profile:
-    """Read and validate a profile; raises ProfileError (and nothing else) listing every mistake found.
+def load(path: str | os.PathLike[str], overrides: list[str] = ()) -> Profile:
+    """Read and validate a profile, or a LLaMA-Factory YAML/JSON config; raises ProfileError (and nothing else)
+    listing every mistake found. `overrides` (`key=value`, LLaMA-Factory's syntax) change `[train]` first.
 
     Its ancestors' mistakes are listed too; when one cannot be read, required keys are not asked for."""
-    raw = loader.read(Path(path))
+    raw = lfconfig.read(Path(path)) if lfconfig.is_config(path) else loader.read(Path(path))
+    changes = lfconfig.overrides(list(overrides))
+    if changes:
+        raw.tables["train"] = lfconfig.merge(raw.tables.get("train", {}), changes)
+        raw.origin.update({("train", key): (lfconfig.COMMAND_LINE, None) for key in changes})
+    return validate(raw, changes)
+
+
+def validate(raw: loader.RawProfile, changes: dict[str, object] | None = None) -> Profile:
+    """The Profile of tables read from any source, checked; raises ProfileError listing every mistake."""
     train = raw.tables.get("train", {})
     problems = raw.problems + _check_tables(raw)
     problems += _check_train(raw, train, schema.load().fields, raw.abstract or raw.broken)
@@ -161,4 +184,5 @@ def load(path: str | os.PathLike[str]) -> Profile:
         train=dict(train),
         warnings=() if raw.abstract else tuple(_warnings(raw, train)),
         abstract=raw.abstract,
+        overrides=changes or {},
     )

@@ -42,6 +42,7 @@ class RunStatus:
     problem: str | None = None  # why lftop only reads this run (damaged, or another user's)
     stalled_for: float | None = None  # seconds since the last step, while the run is flagged stalled
     alerts: tuple[str, ...] = ()  # what a user should hear about now: stalled, memory near capacity
+    external: bool = False  # a run lftop did not start, recorded when lftop stopped it
 
     @property
     def stalled(self) -> bool:
@@ -55,7 +56,7 @@ class RunStatus:
             "nproc": self.nproc, "created": self.created, "profile": self.profile, "failure": self.failure,
             "log_tail": self.log_tail, "engine": self.engine, "job": self.job, "detail": self.detail,
             "nodes": [{"name": n.name, "gpus": list(n.gpus)} for n in self.nodes],
-            "owner": self.owner, "problem": self.problem, "stalled": self.stalled,
+            "owner": self.owner, "problem": self.problem, "external": self.external, "stalled": self.stalled,
             "since_last_step": None if self.stalled_for is None else round(self.stalled_for, 1),
             "alerts": list(self.alerts),
         }
@@ -157,6 +158,7 @@ def status(run: RunDir) -> RunStatus:
         log_tail=_log_tail(run.log) if state in (RunState.LOST, RunState.FAILED) else [],
         engine=engine.name, job=live.job, nodes=live.nodes, detail=detail, owner=_owner(run.path),
         problem=problem, stalled_for=stalled_for, alerts=alerts,
+        external=meta.get("external") is True,
     )
 
 
