@@ -1,0 +1,191 @@
+"""The Slurm engine: a batch script in the run directory, submitted with sbatch; torchrun on every node under srun.
+
+The run directory and output_dir must be on a filesystem every node shares: the ranks read run.json and the
+control file there, Slurm appends their output to training.log, and checkpoints are read back on resume. Each
+node checks that it sees the run directory before training and fails the job with a message if it does not.
+
+The batch script (RUN_DIR/slurm.sh) runs `slurm_step begin` (records the job's start, picks the rendezvous port),
+then `srun` with one task per node, each `python -m torch.distributed.run --nnodes N --nproc-per-node M
+--rdzv-backend c10d --rdzv-endpoint HEAD:PORT worker.py RUN_DIR`, and at the end `slurm_step finish`, which
+records how it ended like the local supervisor. Slurm's warning signal (`--signal=B:USR1@SECS`, before the time
+limit or on preemption) reaches only the batch shell; its trap writes `requeue` to the control file, the ranks
+checkpoint at the next step end as for a pause, and `finish` submits the next job, which resumes from that
+checkpoint. Every value that comes from the profile is quoted with shlex: no shell string is built from it.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+
+from lftop.runs.engines import Live, slurmcli
+from lftop.runs.engines.local import WORKER
+from lftop.runs.process import tagged, terminate
+from lftop.runs.rundir import RunDir, write_atomic
+
+WARN_SECS = 300  # Slurm's USR1 comes this long before the time limit: time to finish a step and save
+SCRIPT = "slurm.sh"
+# Each node's task: check that this node sees the run directory, make the torchrun agent immune to USR1 (which
+# would kill it and orphan its workers where every process of the job gets the signal), then become torchrun.
+NODE_WRAPPER = (
+    'test -r "$1/run.json" || { echo "lftop: $1 is not visible on $(hostname): the run directory and output_dir '
+    'must be on a filesystem every node shares" >&2; exit 2; }; shift; trap "" USR1; exec "$@"'
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A Slurm run's `[launch]` keys, as run.json carries them under "slurm"."""
+
+    nodes: int = 1
+    nproc_per_node: int | None = None  # ranks per node; default: gpus_per_node, else 1
+    gpus_per_node: int | None = None
+    partition: str | None = None
+    time: str | None = None  # Slurm's time limit: "90", "1:30:00", "2-00:00:00"
+    account: str | None = None
+    sbatch: tuple[str, ...] = ()  # extra sbatch arguments, one per item
+    python: str = field(default_factory=lambda: sys.executable)  # the training interpreter on the nodes
+
+    @classmethod
+    def of(cls, launch: object) -> Settings:
+        """From a profile's [launch] table (its Launch object)."""
+        time_limit = getattr(launch, "time", None)
+        return cls(
+            nodes=getattr(launch, "nodes", None) or 1, nproc_per_node=getattr(launch, "nproc_per_node", None),
+            gpus_per_node=getattr(launch, "gpus_per_node", None), partition=getattr(launch, "partition", None),
+            time=None if time_limit is None else str(time_limit), account=getattr(launch, "account", None),
+            sbatch=tuple(getattr(launch, "sbatch", None) or ()), python=getattr(launch, "python", None) or sys.executable,
+        )
+
+    @classmethod
+    def from_meta(cls, meta: Mapping) -> Settings:
+        known = {k: v for k, v in (meta.get("slurm") or {}).items() if k in cls.__dataclass_fields__}
+        return cls(**{**known, "sbatch": tuple(known.get("sbatch", ()))})
+
+    def to_meta(self) -> dict:
+        return {**asdict(self), "sbatch": list(self.sbatch)}
+
+    @property
+    def ranks_per_node(self) -> int:
+        return self.nproc_per_node or self.gpus_per_node or 1
+
+
+def batch_script(run: RunDir, s: Settings) -> str:
+    """The batch script for a run: bash, every profile value quoted."""
+    q = shlex.quote
+    steps = f"{q(sys.executable)} -m lftop.runs.engines.slurm_step"
+    torchrun = " ".join(q(a) for a in [
+        s.python, "-u", "-m", "torch.distributed.run", "--nnodes", str(s.nodes),
+        "--nproc-per-node", str(s.ranks_per_node), "--rdzv-backend", "c10d"])
+    return f"""#!/bin/bash
+# Written by lftop for run {run.id} and submitted with sbatch: see run.json and events.jsonl beside it.
+# USR1 (before the time limit, or on preemption) comes to this shell only: the run checkpoints at its next
+# step end, then `finish` submits the next job, which resumes from that checkpoint.
+run_dir={q(str(run.path))}
+steps=({steps})
+trap 'warned=1; "${{steps[@]}}" warned "$run_dir"' USR1
+port=$("${{steps[@]}}" begin "$run_dir") || exit $?
+srun --nodes={s.nodes} --ntasks-per-node=1 --kill-on-bad-exit=1 ${{SLURM_CPUS_PER_TASK:+--cpus-per-task=$SLURM_CPUS_PER_TASK}} \\
+  /bin/bash -c {q(NODE_WRAPPER)} lftop-node "$run_dir" \\
+  {torchrun} --rdzv-endpoint "$(hostname):$port" --rdzv-id "$SLURM_JOB_ID" {q(str(WORKER))} "$run_dir" &
+nodes_pid=$!
+while :; do  # bash's wait returns early when a trapped signal arrives: wait again until the nodes are done
+  warned=0
+  wait "$nodes_pid"
+  rc=$?
+  [ "$warned" = 1 ] || break
+done
+exec "${{steps[@]}}" finish "$run_dir" "$rc"
+"""
+
+
+def sbatch_options(run: RunDir, s: Settings) -> list[str]:
+    opts = [
+        f"--job-name={run.id}", f"--output={run.log}", "--open-mode=append", f"--signal=B:USR1@{WARN_SECS}",
+        f"--nodes={s.nodes}", "--ntasks-per-node=1", f"--chdir={run.meta().get('cwd') or run.path}",
+    ]
+    if s.gpus_per_node:
+        opts.append(f"--gres=gpu:{s.gpus_per_node}")
+    opts += [f"--{key}={value}" for key, value in (("partition", s.partition), ("time", s.time),
+                                                   ("account", s.account)) if value]
+    return opts + list(s.sbatch)
+
+
+def job_env(meta: Mapping) -> dict[str, str]:
+    """The environment sbatch passes on (it exports all): this one's plus run.json's, without what must not leak.
+
+    CUDA_VISIBLE_DEVICES is Slurm's to set on each node; a job's own SLURM_* variables (when the next job is
+    submitted from inside one) describe that job, not the next (SLURM_CONF, which finds the cluster, stays)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_") or k == "SLURM_CONF"}
+    env.update(meta.get("env") or {})
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    return env
+
+
+class SlurmEngine:
+    name = "slurm"
+
+    def start(self, run: RunDir) -> None:
+        """Write the batch script and submit it; record the job id in run.json (and every job's in "jobs")."""
+        meta = run.meta()
+        s = Settings.from_meta(meta)
+        script = run.path / SCRIPT
+        write_atomic(script, batch_script(run, s))
+        script.chmod(0o755)
+        out = slurmcli.client("sbatch", "--parsable", *sbatch_options(run, s), str(script), env=job_env(meta))
+        job = out.strip().split(";")[0]
+        meta = run.meta()
+        meta["job"] = job
+        meta["jobs"] = [*meta.get("jobs", []), job]
+        run.write_meta(meta)
+        run.event("submitted", job=job, nodes=s.nodes, nproc_per_node=s.ranks_per_node, script=str(script))
+
+    def request_pause(self, run: RunDir) -> None:
+        """The control file on the shared filesystem: every rank sees it at the next step end, then the job ends."""
+        run.request("pause")
+
+    def stop(self, run: RunDir, grace: float) -> int:
+        """scancel the job (SIGTERM, SIGKILL after `grace`), and any job `finish` submitted meanwhile; then wait
+        until no process of the run is left on this host. Returns how many jobs and stray processes were ended."""
+        run.request("stop")  # `finish` submits no further job after this
+        ended, cancelled = 0, set()
+        while (job := run.meta().get("job")) and job not in cancelled:
+            cancelled.add(job)
+            current = slurmcli.job(job)
+            if current is None or not current.alive:
+                continue
+            slurmcli.client("scancel", job)
+            if not _wait_ended(job, grace):
+                slurmcli.client("scancel", "--signal=KILL", "--full", job)
+                _wait_ended(job, 60)
+            ended += 1
+        strays = tagged(run.id)  # on a one-host cluster, or a node that is also the login node
+        terminate(strays, grace)
+        return ended + len(strays)
+
+    def live(self, run: RunDir) -> Live:
+        job_id = run.meta().get("job")
+        if not job_id:
+            return Live(alive=False)
+        try:
+            job = slurmcli.job(job_id)
+        except slurmcli.SlurmError as exc:  # the controller is down or restarting: the job itself may well run on
+            return Live(alive=True, job=job_id, detail=f"UNKNOWN ({exc})")
+        if job is None:
+            return Live(alive=False, job=job_id, detail="forgotten by Slurm")
+        return Live(alive=job.alive, job=job_id, detail=job.detail, nodes=job.nodes if job.alive else ())
+
+
+def _wait_ended(job: str, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while True:
+        current = slurmcli.job(job)
+        if current is None or not current.alive:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
