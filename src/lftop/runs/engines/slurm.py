@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 
 from lftop.runs.engines import Live, slurmcli
 from lftop.runs.engines.local import WORKER
+from lftop.runs.engines.slurm_gpus import NodeGpus
 from lftop.runs.process import tagged, terminate
 from lftop.runs.rundir import RunDir, write_atomic
 
@@ -158,7 +159,11 @@ class SlurmEngine:
             current = slurmcli.job(job)
             if current is None or not current.alive:
                 continue
-            slurmcli.client("scancel", job)
+            try:
+                slurmcli.client("scancel", job)
+            except slurmcli.SlurmError:
+                if (current := slurmcli.job(job)) is not None and current.alive:  # not just ended meanwhile
+                    raise
             if not _wait_ended(job, grace):
                 slurmcli.client("scancel", "--signal=KILL", "--full", job)
                 _wait_ended(job, 60)
@@ -178,6 +183,14 @@ class SlurmEngine:
         if job is None:
             return Live(alive=False, job=job_id, detail="forgotten by Slurm")
         return Live(alive=job.alive, job=job_id, detail=job.detail, nodes=job.nodes if job.alive else ())
+
+    def gpu_stream(self, run: RunDir, interval: float = 2.0) -> NodeGpus | None:
+        """Every node's GPUs, sampled inside the job's allocation (one srun for the job's life; `close()` it);
+        None unless the run's job is running."""
+        live = self.live(run)
+        if not live.alive or not live.nodes or not live.detail or not live.detail.startswith("RUNNING"):
+            return None
+        return NodeGpus(live.job or "", [n.name for n in live.nodes], interval)
 
 
 def _wait_ended(job: str, timeout: float) -> bool:
