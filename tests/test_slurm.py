@@ -1,0 +1,225 @@
+"""The Slurm engine on a real two-node Slurm 22.05 cluster brought up on this host (tests/slurm_cluster.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import slurm_cluster
+from conftest import jsonl_steps, needs_llamafactory, write_profile
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lftop.profiles import load
+from lftop.runs import checkpoints
+from lftop.runs.engines import Node, get, slurmcli
+from lftop.runs.engines.slurm import Settings
+from lftop.runs.process import tagged
+from lftop.runs.rundir import RunDir
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory):
+    """Two slurmd "nodes" (2 CPUs and 2 fake GPUs each), slurmctld and munged, up once for the session."""
+    if missing := slurm_cluster.missing_binaries():
+        pytest.skip("Slurm is not installed (missing " + ", ".join(missing) + "): .ci/run installs it")
+    saved = {k: os.environ.get(k) for k in ("SLURM_CONF", "PYTHONPATH", "OMP_NUM_THREADS")}
+    try:
+        with slurm_cluster.running(tmp_path_factory.mktemp("slurm")) as env:
+            os.environ.update(env)
+            os.environ["OMP_NUM_THREADS"] = "1"  # two "nodes" of ranks share this host's cores
+            # Jobs start in the cluster's directory: lftop must import from there as it does here.
+            path = [os.path.abspath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+            os.environ["PYTHONPATH"] = os.pathsep.join(path)
+            yield env
+    except slurm_cluster.ClusterUnavailable as exc:
+        pytest.skip(f"the test Slurm cluster did not come up: {exc}")
+    finally:
+        for key, value in saved.items():
+            os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
+
+
+def new_run(root: Path, args: dict, output_dir: Path, python: str = sys.executable, **slurm) -> RunDir:
+    """A run directory as lftop's launcher writes one, for the Slurm engine."""
+    run = RunDir(root / "runs" / f"r{time.monotonic_ns()}")
+    run.path.mkdir(parents=True)
+    run.set_state("starting")
+    run.write_meta({
+        "id": run.id, "engine": "slurm", "args": args, "cwd": str(root), "output_dir": str(output_dir),
+        "env": {"PYTHONUNBUFFERED": "1", "LFTOP_RUN_ID": run.id, "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""},
+        "slurm": Settings(python=python, **slurm).to_meta(), "created": time.time(),
+    })
+    return run
+
+
+def wait_for(predicate, timeout: float = 180, what: str = ""):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what or predicate}")
+
+
+def squeue_ids() -> list[str]:
+    return subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True, check=True).stdout.split()
+
+
+def events(run: RunDir) -> list[str]:
+    return [e["event"] for e in run.events()]
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["gpu", "n", "node-", "a1b"]),
+                          st.lists(st.tuples(st.integers(0, 120), st.integers(0, 3), st.booleans()), min_size=1, max_size=3)),
+                min_size=1, max_size=3), st.sampled_from(["", "login1,"]))
+def test_host_lists_expand_as_slurm_expands_them(cluster, groups, plain):
+    parts = [plain.rstrip(",")] if plain else []
+    for prefix, ranges in groups:
+        spec = ",".join(f"{lo:03d}-{lo + span:03d}" if pad else f"{lo}-{lo + span}" for lo, span, pad in ranges)
+        parts.append(f"{prefix}[{spec}]")
+    expr = ",".join(parts)
+    slurm = subprocess.run(["scontrol", "show", "hostnames", expr], capture_output=True, text=True, check=True)
+    assert slurmcli.expand_hostlist(expr) == slurm.stdout.split()
+
+
+def test_each_node_runs_torchrun_with_the_exact_arguments_and_nothing_is_shell_evaluated(cluster, tmp_path):
+    """A fake interpreter records its argv on each node; paths with spaces and `$(...)` stay literal."""
+    odd = tmp_path / "with space $(touch PWNED) 'q'"
+    odd.mkdir()
+    fake = odd / "python"
+    fake.write_text('#!/bin/sh\nprintf "%s\\n" "$SLURMD_NODENAME" "$CUDA_VISIBLE_DEVICES" "$@" '
+                    '> "$(dirname "$0")/argv-$SLURMD_NODENAME"\nexit 3\n')
+    fake.chmod(0o755)
+    run = new_run(odd, {}, odd / "out", python=str(fake), nodes=2, gpus_per_node=1, sbatch=["--comment=a b;c"])
+    engine = get("slurm")
+    engine.start(run)
+    job = run.meta()["job"]
+    ended = wait_for(lambda: (j := slurmcli.job(job)) and not j.alive and j, 60, "the job to end")
+    assert ended.state == "FAILED" and ended.exit_code == 3 and ended.detail == "FAILED, exit 3"
+    assert not list(tmp_path.rglob("PWNED")) and not (odd / "PWNED").exists()
+    for node in ("nodeA", "nodeB"):
+        name, gpus, *argv = (odd / f"argv-{node}").read_text().splitlines()
+        assert name == node and gpus == "0"
+        endpoint = argv[argv.index("--rdzv-endpoint") + 1]
+        assert argv[:10] == ["-u", "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
+                             "--rdzv-backend", "c10d", "--rdzv-endpoint"]
+        assert endpoint.rpartition(":")[2].isdigit() and argv[-2:] == [str(ROOT / "src/lftop/worker.py"), str(run.path)]
+    assert run.state() == "failed" and run.events()[-2]["event"] == "failed" and run.events()[-1]["rc"] == 3
+    scontrol = slurmcli.client("scontrol", "show", "job", "-o", job)
+    assert "Comment=a b;c" in scontrol and f"JobName={run.id}" in scontrol
+    # Once the controller forgets the job, accounting (here the job completion log) tells the same story.
+    row = next(r for r in slurmcli.client("sacct", "-c", "-P", "-n", "-o", "jobid,state,exitcode,nodelist", "-j", job)
+               .splitlines() if r.startswith(f"{job}|"))
+    assert slurmcli.parse_sacct(row) == slurmcli.Job(job, "FAILED", exit_code=3, signal=0,
+                                                   nodes=tuple(Node(n.name) for n in ended.nodes))
+
+
+def test_a_pending_job_says_why_and_stops(cluster, tmp_path):
+    run = new_run(tmp_path, {}, tmp_path / "out", nodes=2, sbatch=["--begin=now+3600"])
+    engine = get("slurm")
+    engine.start(run)
+    live = engine.live(run)
+    assert live.alive and live.job == run.meta()["job"] and live.detail == "PENDING (BeginTime)" and live.nodes == ()
+    assert engine.stop(run, grace=5) == 1
+    live = engine.live(run)
+    assert not live.alive and live.detail == "CANCELLED" and live.job not in squeue_ids()
+
+
+def training_run(tmp_path: Path, tiny, max_steps: int, **train) -> RunDir:
+    out = tmp_path / "out"
+    profile = load(write_profile(tmp_path / "p.toml", tiny, out, max_steps=max_steps, **train))
+    return new_run(tmp_path, profile.args(), out, nodes=2, nproc_per_node=1, gpus_per_node=1)
+
+
+def step(run: RunDir) -> int:
+    try:
+        return max(jsonl_steps(Path(run.meta()["output_dir"])), default=0)
+    except OSError:
+        return 0
+
+
+def resume(run: RunDir) -> int:
+    """What `lftop resume` does before it starts the engine again."""
+    meta = run.meta()
+    k, path = checkpoints.newest_complete(Path(meta["output_dir"]))
+    meta["args"] = {**meta["args"], "resume_from_checkpoint": str(path)}
+    run.write_meta(meta)
+    run.clear_control()
+    run.set_state("starting")
+    get("slurm").start(run)
+    return k
+
+
+@pytest.mark.train
+@needs_llamafactory
+def test_two_nodes_train_pause_into_a_checkpoint_and_resume_to_the_end(cluster, tiny, tmp_path, monkeypatch):
+    monkeypatch.setenv("LFTOP_SIMULATE", "2")  # the GPU sampler on each node reports two simulated GPUs
+    run = training_run(tmp_path, tiny, max_steps=400, save_steps=1000)
+    engine = get("slurm")
+    engine.start(run)
+    first = run.meta()["job"]
+    wait_for(lambda: run.state() == "running" and step(run) > 5, what="training on both nodes")
+    live = engine.live(run)
+    assert live.alive and live.job == first and live.detail == "RUNNING"
+    assert [(n.name, n.gpus) for n in live.nodes] == [("nodeA", (0,)), ("nodeB", (0,))]
+    stream = engine.gpu_stream(run, interval=0.5)
+    try:
+        samples = wait_for(lambda: len(s := stream.latest()) == 2 and s, 60, "both nodes' GPUs")
+        assert {node: [d["index"] for d in s["gpus"]["devices"]] for node, s in samples.items()} == {
+            "nodeA": [0, 1], "nodeB": [0, 1]}
+    finally:
+        stream.close()
+    assert not stream.running
+    engine.request_pause(run)
+    wait_for(lambda: not engine.live(run).alive, what="the job to end after the pause")
+    assert run.state() == "paused" and first not in squeue_ids() and engine.live(run).detail == "COMPLETED"
+    k = resume(run)
+    assert 0 < k < 400 and run.meta()["job"] != first
+    wait_for(lambda: not engine.live(run).alive and run.state() != "starting", 240, "the resumed job to end")
+    assert run.state() == "completed"
+    assert jsonl_steps(tmp_path / "out") == list(range(1, 401))  # continued at the next step: each step once
+    assert next(e for e in reversed(run.events()) if e["event"] == "running")["step"] == k
+
+
+@pytest.mark.train
+@needs_llamafactory
+def test_the_warning_signal_checkpoints_requeues_and_resumes_with_each_step_once(cluster, tiny, tmp_path):
+    run = training_run(tmp_path, tiny, max_steps=400, save_steps=1000)
+    engine = get("slurm")
+    engine.start(run)
+    first = run.meta()["job"]
+    wait_for(lambda: run.state() == "running" and step(run) > 5, what="training")
+    subprocess.run(["scancel", "--signal=USR1", "--batch", first], check=True)
+    wait_for(lambda: run.meta()["job"] != first, 120, "the next job")
+    assert slurmcli.job(first).state == "COMPLETED"  # the first job ended by itself, after its checkpoint
+    wait_for(lambda: not engine.live(run).alive and run.state() not in ("starting", "running"), 240, "the end")
+    assert run.state() == "completed" and run.meta()["jobs"] == [first, run.meta()["job"]]
+    said = events(run)
+    assert said.index("requeue requested") < said.index("paused") < said.index("requeued") < said.index("completed")
+    requeued = next(e for e in run.events() if e["event"] == "requeued")
+    assert requeued["job"] == first and requeued["checkpoint"].endswith(f"checkpoint-{requeued['step']}")
+    assert jsonl_steps(tmp_path / "out") == list(range(1, 401))
+
+
+@pytest.mark.train
+@needs_llamafactory
+def test_stop_cancels_the_job_and_leaves_no_process(cluster, tiny, tmp_path):
+    run = training_run(tmp_path, tiny, max_steps=5000, save_steps=10000)
+    engine = get("slurm")
+    engine.start(run)
+    job = run.meta()["job"]
+    wait_for(lambda: run.state() == "running" and step(run) > 2, what="training")
+    assert len(tagged(run.id)) >= 4  # on each node: torchrun's agent and its worker
+    assert engine.stop(run, grace=5) >= 1
+    assert tagged(run.id) == [] and job not in squeue_ids()
+    live = engine.live(run)
+    assert not live.alive and live.detail == "CANCELLED"
+    assert json.loads((run.path / "run.json").read_text())["jobs"] == [job]
