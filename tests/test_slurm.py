@@ -90,36 +90,72 @@ def test_host_lists_expand_as_slurm_expands_them(cluster, groups, plain):
     assert slurmcli.expand_hostlist(expr) == slurm.stdout.split()
 
 
+def fake_python(directory: Path, rc: int) -> Path:
+    """An interpreter that records, on each node, the node, its GPUs and its arguments; nodeA then exits `rc`
+    a second later (after nodeB, which exits 0: srun would otherwise end nodeB for nodeA's failure)."""
+    fake = directory / "python"
+    fake.write_text('#!/bin/sh\nprintf "%s\\n" "$SLURMD_NODENAME" "$CUDA_VISIBLE_DEVICES" "$@" '
+                    '> "$(dirname "$0")/argv-$SLURMD_NODENAME"\n'
+                    f'[ "$SLURMD_NODENAME" = nodeA ] || exit 0\nsleep 1\nexit {rc}\n')
+    fake.chmod(0o755)
+    return fake
+
+
+def ended(job: str, timeout: float = 60) -> slurmcli.Job:
+    return wait_for(lambda: (j := slurmcli.job(job)) and not j.alive and j, timeout, f"job {job} to end")
+
+
 def test_each_node_runs_torchrun_with_the_exact_arguments_and_nothing_is_shell_evaluated(cluster, tmp_path):
-    """A fake interpreter records its argv on each node; paths with spaces and `$(...)` stay literal."""
+    """Paths with spaces, quotes and `$(...)` stay literal; the profile's sbatch options reach Slurm."""
     odd = tmp_path / "with space $(touch PWNED) 'q'"
     odd.mkdir()
-    fake = odd / "python"
-    fake.write_text('#!/bin/sh\nprintf "%s\\n" "$SLURMD_NODENAME" "$CUDA_VISIBLE_DEVICES" "$@" '
-                    '> "$(dirname "$0")/argv-$SLURMD_NODENAME"\nexit 3\n')
-    fake.chmod(0o755)
-    run = new_run(odd, {}, odd / "out", python=str(fake), nodes=2, gpus_per_node=1, sbatch=["--comment=a b;c"])
-    engine = get("slurm")
-    engine.start(run)
+    run = new_run(odd, {}, odd / "out", python=str(fake_python(odd, 3)), nodes=2, gpus_per_node=1, partition="debug",
+                  time="5", account="lab", sbatch=["--comment=a b;c"])
+    get("slurm").start(run)
     job = run.meta()["job"]
-    ended = wait_for(lambda: (j := slurmcli.job(job)) and not j.alive and j, 60, "the job to end")
-    assert ended.state == "FAILED" and ended.exit_code == 3 and ended.detail == "FAILED, exit 3"
-    assert not list(tmp_path.rglob("PWNED")) and not (odd / "PWNED").exists()
+    end = ended(job)
+    assert end.state == "FAILED" and end.exit_code == 3 and end.detail == "FAILED, exit 3"
+    assert not list(tmp_path.rglob("PWNED"))
     for node in ("nodeA", "nodeB"):
         name, gpus, *argv = (odd / f"argv-{node}").read_text().splitlines()
         assert name == node and gpus == "0"
-        endpoint = argv[argv.index("--rdzv-endpoint") + 1]
         assert argv[:10] == ["-u", "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
                              "--rdzv-backend", "c10d", "--rdzv-endpoint"]
-        assert endpoint.rpartition(":")[2].isdigit() and argv[-2:] == [str(ROOT / "src/lftop/worker.py"), str(run.path)]
+        assert argv[10].rpartition(":")[2].isdigit() and argv[11:13] == ["--rdzv-id", job]
+        assert argv[13:] == [str(ROOT / "src/lftop/worker.py"), str(run.path)]
     assert run.state() == "failed" and run.events()[-2]["event"] == "failed" and run.events()[-1]["rc"] == 3
-    scontrol = slurmcli.client("scontrol", "show", "job", "-o", job)
-    assert "Comment=a b;c" in scontrol and f"JobName={run.id}" in scontrol
+    fields = slurmcli.client("scontrol", "show", "job", "-o", job)
+    for field in ("Comment=a b;c", f"JobName={run.id}", "Partition=debug", "TimeLimit=00:05:00", "Account=lab"):
+        assert field in fields
     # Once the controller forgets the job, accounting (here the job completion log) tells the same story.
     row = next(r for r in slurmcli.client("sacct", "-c", "-P", "-n", "-o", "jobid,state,exitcode,nodelist", "-j", job)
                .splitlines() if r.startswith(f"{job}|"))
     assert slurmcli.parse_sacct(row) == slurmcli.Job(job, "FAILED", exit_code=3, signal=0,
-                                                   nodes=tuple(Node(n.name) for n in ended.nodes))
+                                                   nodes=tuple(Node(n.name) for n in end.nodes))
+
+
+def requeue_now(job: str) -> None:
+    """What Slurm does to a job it preempts with PreemptMode=REQUEUE: end it, and start it again."""
+    subprocess.run(["scontrol", "requeue", job], check=True)
+    wait_for(lambda: slurmcli.job(job).state == "PENDING", 60, f"job {job} to be pending")
+    # slurmd refuses the job's new credential in the second its old one was revoked (at the job's end): the
+    # requeue's own 121 s delay avoids that; a restart at once must wait for the next second.
+    time.sleep(1.5)
+    subprocess.run(["scontrol", "update", f"jobid={job}", "StartTime=now"], check=True)
+
+
+def test_a_job_that_slurm_requeues_after_the_run_moved_on_ends_at_once(cluster, tmp_path):
+    run = new_run(tmp_path, {}, tmp_path / "out", python=str(fake_python(tmp_path, 0)), nodes=2)
+    get("slurm").start(run)
+    job = run.meta()["job"]
+    ended(job)
+    (tmp_path / "argv-nodeA").unlink()
+    meta = run.meta()
+    meta["jobs"].append("later")  # as after `finish` submitted the next job
+    run.write_meta(meta)
+    requeue_now(job)
+    wait_for(lambda: "superseded" in events(run), 60, "the requeued job to start")
+    assert ended(job).state == "COMPLETED" and not (tmp_path / "argv-nodeA").exists()
 
 
 def test_a_pending_job_says_why_and_stops(cluster, tmp_path):
@@ -211,13 +247,37 @@ def test_the_warning_signal_checkpoints_requeues_and_resumes_with_each_step_once
 
 @pytest.mark.train
 @needs_llamafactory
+def test_a_job_slurm_requeues_itself_resumes_from_the_newest_complete_checkpoint(cluster, tiny, tmp_path):
+    run = training_run(tmp_path, tiny, max_steps=400, save_steps=50)
+    engine = get("slurm")
+    engine.start(run)
+    job = run.meta()["job"]
+    wait_for(lambda: step(run) > 60, what="training past the first checkpoint")
+    requeue_now(job)
+    wait_for(lambda: not engine.live(run).alive and run.state() not in ("starting", "running"), 240, "the end")
+    assert run.state() == "completed" and run.meta()["jobs"] == [job]
+    requeued = next(e for e in run.events() if e["event"] == "requeued")
+    assert requeued["by"] == "slurm" and requeued["restarts"] == 1 and requeued["step"] >= 50
+    steps = jsonl_steps(tmp_path / "out")
+    assert sorted(set(steps)) == list(range(1, 401))
+    assert all(s > requeued["step"] for s in steps if steps.count(s) > 1)  # only steps after the checkpoint again
+
+
+@pytest.mark.train
+@needs_llamafactory
 def test_stop_cancels_the_job_and_leaves_no_process(cluster, tiny, tmp_path):
     run = training_run(tmp_path, tiny, max_steps=5000, save_steps=10000)
     engine = get("slurm")
     engine.start(run)
     job = run.meta()["job"]
     wait_for(lambda: run.state() == "running" and step(run) > 2, what="training")
-    assert len(tagged(run.id)) >= 4  # on each node: torchrun's agent and its worker
+    agents = [p for p in tagged(run.id) if p.cmdline()[1:4] == ["-u", "-m", "torch.distributed.run"]]
+    assert len(agents) == 2  # one torchrun agent per node, each with its worker
+    # USR1 to every task (not the batch shell): the torchrun agents ignore it, training goes on.
+    subprocess.run(["scancel", "--signal=USR1", job], check=True)
+    at = step(run)
+    wait_for(lambda: step(run) > at + 20, 60, "training to go on")
+    assert all(a.is_running() for a in agents) and run.control() == "" and run.state() == "running"
     assert engine.stop(run, grace=5) >= 1
     assert tagged(run.id) == [] and job not in squeue_ids()
     live = engine.live(run)

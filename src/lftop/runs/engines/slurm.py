@@ -90,6 +90,7 @@ run_dir={q(str(run.path))}
 steps=({steps})
 trap 'warned=1; "${{steps[@]}}" warned "$run_dir"' USR1
 port=$("${{steps[@]}}" begin "$run_dir") || exit $?
+[ -n "$port" ] || exit 0  # superseded: the run has moved on to a later job
 srun --nodes={s.nodes} --ntasks-per-node=1 --kill-on-bad-exit=1 ${{SLURM_CPUS_PER_TASK:+--cpus-per-task=$SLURM_CPUS_PER_TASK}} \\
   /bin/bash -c {q(NODE_WRAPPER)} lftop-node "$run_dir" \\
   {torchrun} --rdzv-endpoint "$(hostname):$port" --rdzv-id "$SLURM_JOB_ID" {q(str(WORKER))} "$run_dir" &

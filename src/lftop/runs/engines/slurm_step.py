@@ -34,7 +34,13 @@ def resume_from_newest(run: RunDir) -> tuple[int, str] | None:
 
 
 def begin(run: RunDir) -> int:
-    """The job has started: say so (Slurm restarted it itself after a preemption or a node failure: resume)."""
+    """The job has started: say so and print the rendezvous port. Slurm restarted it itself (a preemption or a
+    node failure): resume. A job the run no longer counts on (Slurm requeued it after lftop submitted the next
+    one): print nothing, and the batch script ends without training."""
+    jobs = run.meta().get("jobs", [])
+    if _job() in jobs[:-1]:  # (one not listed yet is the one being submitted)
+        run.event("superseded", job=_job(), current=jobs[-1])
+        return 0
     restarts = int(os.environ.get("SLURM_RESTART_COUNT") or 0)
     if restarts and (found := resume_from_newest(run)):
         run.event("requeued", by="slurm", job=_job(), restarts=restarts, step=found[0], checkpoint=found[1])
