@@ -84,7 +84,7 @@ def _free_ports(n: int) -> list[int]:
 def _write_conf(d: Path, ports: list[int], user: str, cpus: int, gpus: int) -> None:
     host = socket.gethostname().split(".")[0]
     nodes, gres = [], []
-    for i, (name, port) in enumerate(zip(NODES, ports[1:])):
+    for i, (name, port) in enumerate(zip(NODES, ports[1:], strict=True)):
         nodes.append(f"NodeName={name} NodeHostname={host} NodeAddr=127.0.0.1 Port={port} CPUs={cpus} "
                      f"RealMemory=2000 Gres=gpu:{gpus}")
         first = i * gpus

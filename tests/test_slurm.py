@@ -1,8 +1,11 @@
-"""The Slurm engine on a real two-node Slurm 22.05 cluster brought up on this host (tests/slurm_cluster.py)."""
+"""The Slurm engine on a real two-node Slurm 22.05 cluster brought up on this host (tests/slurm_cluster.py).
+
+Runs go through `lftop launch/pause/resume/stop/show` as a user's would; what the command line cannot do
+(a stand-in interpreter, a job held back, Slurm's own requeue) drives the engine directly on a run directory.
+"""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -10,19 +13,21 @@ import time
 from pathlib import Path
 
 import pytest
-import slurm_cluster
-from conftest import jsonl_steps, needs_llamafactory, write_profile
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lftop.profiles import load
-from lftop.runs import checkpoints
+import slurm_cluster
+from conftest import jsonl_steps, needs_llamafactory, wait_for, write_profile
+from lftop.profiles import Launch, load
 from lftop.runs.engines import Node, get, slurmcli
 from lftop.runs.engines.slurm import Settings
 from lftop.runs.process import tagged
 from lftop.runs.rundir import RunDir
+from lftop.runs.state import RunState
 
 ROOT = Path(__file__).resolve().parent.parent
+needs_slurm_keys = pytest.mark.skipif("nodes" not in Launch.__dataclass_fields__,
+                                      reason="this lftop's profiles have no [launch] nodes yet")
 
 
 @pytest.fixture(scope="session")
@@ -47,25 +52,16 @@ def cluster(tmp_path_factory):
 
 
 def new_run(root: Path, args: dict, output_dir: Path, python: str = sys.executable, **slurm) -> RunDir:
-    """A run directory as lftop's launcher writes one, for the Slurm engine."""
+    """A run directory as `lftop launch` writes one, for the Slurm engine."""
     run = RunDir(root / "runs" / f"r{time.monotonic_ns()}")
     run.path.mkdir(parents=True)
-    run.set_state("starting")
     run.write_meta({
         "id": run.id, "engine": "slurm", "args": args, "cwd": str(root), "output_dir": str(output_dir),
+        "python": python, "command": [python], "created": time.time(), "slurm": Settings(**slurm).to_meta(),
         "env": {"PYTHONUNBUFFERED": "1", "LFTOP_RUN_ID": run.id, "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""},
-        "slurm": Settings(python=python, **slurm).to_meta(), "created": time.time(),
     })
+    run.set_state(RunState.STARTING)
     return run
-
-
-def wait_for(predicate, timeout: float = 180, what: str = ""):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what or predicate}")
 
 
 def squeue_ids() -> list[str]:
@@ -123,7 +119,7 @@ def test_each_node_runs_torchrun_with_the_exact_arguments_and_nothing_is_shell_e
                              "--rdzv-backend", "c10d", "--rdzv-endpoint"]
         assert argv[10].rpartition(":")[2].isdigit() and argv[11:13] == ["--rdzv-id", job]
         assert argv[13:] == [str(ROOT / "src/lftop/worker.py"), str(run.path)]
-    assert run.state() == "failed" and run.events()[-2]["event"] == "failed" and run.events()[-1]["rc"] == 3
+    assert run.recorded_state() == "failed" and run.events()[-2]["event"] == "failed" and run.events()[-1]["rc"] == 3
     fields = slurmcli.client("scontrol", "show", "job", "-o", job)
     for field in ("Comment=a b;c", f"JobName={run.id}", "Partition=debug", "TimeLimit=00:05:00", "Account=lab"):
         assert field in fields
@@ -169,93 +165,20 @@ def test_a_pending_job_says_why_and_stops(cluster, tmp_path):
     assert not live.alive and live.detail == "CANCELLED" and live.job not in squeue_ids()
 
 
-def training_run(tmp_path: Path, tiny, max_steps: int, **train) -> RunDir:
-    out = tmp_path / "out"
-    profile = load(write_profile(tmp_path / "p.toml", tiny, out, max_steps=max_steps, **train))
-    return new_run(tmp_path, profile.args(), out, nodes=2, nproc_per_node=1, gpus_per_node=1)
-
-
-def step(run: RunDir) -> int:
-    try:
-        return max(jsonl_steps(Path(run.meta()["output_dir"])), default=0)
-    except OSError:
-        return 0
-
-
-def resume(run: RunDir) -> int:
-    """What `lftop resume` does before it starts the engine again."""
-    meta = run.meta()
-    k, path = checkpoints.newest_complete(Path(meta["output_dir"]))
-    meta["args"] = {**meta["args"], "resume_from_checkpoint": str(path)}
-    run.write_meta(meta)
-    run.clear_control()
-    run.set_state("starting")
-    get("slurm").start(run)
-    return k
-
-
-@pytest.mark.train
-@needs_llamafactory
-def test_two_nodes_train_pause_into_a_checkpoint_and_resume_to_the_end(cluster, tiny, tmp_path, monkeypatch):
-    monkeypatch.setenv("LFTOP_SIMULATE", "2")  # the GPU sampler on each node reports two simulated GPUs
-    run = training_run(tmp_path, tiny, max_steps=400, save_steps=1000)
-    engine = get("slurm")
-    engine.start(run)
-    first = run.meta()["job"]
-    wait_for(lambda: run.state() == "running" and step(run) > 5, what="training on both nodes")
-    live = engine.live(run)
-    assert live.alive and live.job == first and live.detail == "RUNNING"
-    assert [(n.name, n.gpus) for n in live.nodes] == [("nodeA", (0,)), ("nodeB", (0,))]
-    stream = engine.gpu_stream(run, interval=0.5)
-    try:
-        samples = wait_for(lambda: len(s := stream.latest()) == 2 and s, 60, "both nodes' GPUs")
-        assert {node: [d["index"] for d in s["gpus"]["devices"]] for node, s in samples.items()} == {
-            "nodeA": [0, 1], "nodeB": [0, 1]}
-    finally:
-        stream.close()
-    assert not stream.running
-    engine.request_pause(run)
-    wait_for(lambda: not engine.live(run).alive, what="the job to end after the pause")
-    assert run.state() == "paused" and first not in squeue_ids() and engine.live(run).detail == "COMPLETED"
-    k = resume(run)
-    assert 0 < k < 400 and run.meta()["job"] != first
-    wait_for(lambda: not engine.live(run).alive and run.state() != "starting", 240, "the resumed job to end")
-    assert run.state() == "completed"
-    assert jsonl_steps(tmp_path / "out") == list(range(1, 401))  # continued at the next step: each step once
-    assert next(e for e in reversed(run.events()) if e["event"] == "running")["step"] == k
-
-
-@pytest.mark.train
-@needs_llamafactory
-def test_the_warning_signal_checkpoints_requeues_and_resumes_with_each_step_once(cluster, tiny, tmp_path):
-    run = training_run(tmp_path, tiny, max_steps=400, save_steps=1000)
-    engine = get("slurm")
-    engine.start(run)
-    first = run.meta()["job"]
-    wait_for(lambda: run.state() == "running" and step(run) > 5, what="training")
-    subprocess.run(["scancel", "--signal=USR1", "--batch", first], check=True)
-    wait_for(lambda: run.meta()["job"] != first, 120, "the next job")
-    assert slurmcli.job(first).state == "COMPLETED"  # the first job ended by itself, after its checkpoint
-    wait_for(lambda: not engine.live(run).alive and run.state() not in ("starting", "running"), 240, "the end")
-    assert run.state() == "completed" and run.meta()["jobs"] == [first, run.meta()["job"]]
-    said = events(run)
-    assert said.index("requeue requested") < said.index("paused") < said.index("requeued") < said.index("completed")
-    requeued = next(e for e in run.events() if e["event"] == "requeued")
-    assert requeued["job"] == first and requeued["checkpoint"].endswith(f"checkpoint-{requeued['step']}")
-    assert jsonl_steps(tmp_path / "out") == list(range(1, 401))
-
-
 @pytest.mark.train
 @needs_llamafactory
 def test_a_job_slurm_requeues_itself_resumes_from_the_newest_complete_checkpoint(cluster, tiny, tmp_path):
-    run = training_run(tmp_path, tiny, max_steps=400, save_steps=50)
+    out = tmp_path / "out"
+    args = load(write_profile(tmp_path / "p.toml", tiny, out, max_steps=400, save_steps=50)).args()
+    run = new_run(tmp_path, args, out, nodes=2, nproc_per_node=1)
     engine = get("slurm")
     engine.start(run)
     job = run.meta()["job"]
-    wait_for(lambda: step(run) > 60, what="training past the first checkpoint")
+    wait_for(lambda: any(e["event"] == "checkpoint" and e["step"] == 50 for e in run.events()), 180, "checkpoint-50")
     requeue_now(job)
-    wait_for(lambda: not engine.live(run).alive and run.state() not in ("starting", "running"), 240, "the end")
-    assert run.state() == "completed" and run.meta()["jobs"] == [job]
+    wait_for(lambda: "requeued" in events(run), 120, "the job to start again")
+    wait_for(lambda: not engine.live(run).alive and run.recorded_state() == "completed", 240, "the end")
+    assert run.meta()["jobs"] == [job]
     requeued = next(e for e in run.events() if e["event"] == "requeued")
     assert requeued["by"] == "slurm" and requeued["restarts"] == 1 and requeued["step"] >= 50
     steps = jsonl_steps(tmp_path / "out")
@@ -263,23 +186,84 @@ def test_a_job_slurm_requeues_itself_resumes_from_the_newest_complete_checkpoint
     assert all(s > requeued["step"] for s in steps if steps.count(s) > 1)  # only steps after the checkpoint again
 
 
+def slurm_profile(tmp_path: Path, tiny, max_steps: int, **train) -> Path:
+    """The demo profile on the tiny model, on two nodes with one rank and one GPU each."""
+    path = write_profile(tmp_path / "p.toml", tiny, tmp_path / "out", max_steps=max_steps, **train)
+    slurm = 'engine = "slurm"\nnodes = 2\nnproc_per_node = 1\ngpus_per_node = 1\ntime = "30"\n'
+    path.write_text(path.read_text().replace("[launch]\n", "[launch]\n" + slurm))
+    return path
+
+
+def launched(lftop, profile: Path) -> tuple[str, RunDir]:
+    run = lftop.json("launch", str(profile), "--json")
+    return run["run"], RunDir(Path(run["run_dir"]))
+
+
+def training(lftop, run: str, past: int) -> dict:
+    return lftop.wait(run, lambda s: s["state"] == "running" and (s["step"] or 0) > past)
+
+
 @pytest.mark.train
 @needs_llamafactory
-def test_stop_cancels_the_job_and_leaves_no_process(cluster, tiny, tmp_path):
-    run = training_run(tmp_path, tiny, max_steps=5000, save_steps=10000)
-    engine = get("slurm")
-    engine.start(run)
-    job = run.meta()["job"]
-    wait_for(lambda: run.state() == "running" and step(run) > 2, what="training")
-    agents = [p for p in tagged(run.id) if p.cmdline()[1:4] == ["-u", "-m", "torch.distributed.run"]]
+@needs_slurm_keys
+def test_two_nodes_train_pause_into_a_checkpoint_and_resume_to_the_end(cluster, lftop, tiny, tmp_path, monkeypatch):
+    monkeypatch.setenv("LFTOP_SIMULATE", "2")  # the GPU sampler on each node reports two simulated GPUs
+    run, rundir = launched(lftop, slurm_profile(tmp_path, tiny, max_steps=400, save_steps=1000))
+    show = training(lftop, run, 5)
+    first = show["job"]
+    assert show["engine"] == "slurm" and first and show["detail"] == "RUNNING" and show["nproc"] == 2
+    assert show["nodes"] == [{"name": "nodeA", "gpus": [0]}, {"name": "nodeB", "gpus": [0]}]
+    stream = get("slurm").gpu_stream(rundir, interval=0.5)
+    try:
+        samples = wait_for(lambda: len(s := stream.latest()) == 2 and s, 60, "both nodes' GPUs")
+        assert {node: [d["index"] for d in s["gpus"]["devices"]] for node, s in samples.items()} == {
+            "nodeA": [0, 1], "nodeB": [0, 1]}
+    finally:
+        stream.close()
+    assert not stream.running
+    lftop("pause", run)
+    paused = lftop.wait(run, lambda s: not s["alive"])
+    assert paused["state"] == "paused" and paused["detail"] == "COMPLETED" and first not in squeue_ids()
+    k = lftop.json("resume", run, "--json")["step"]
+    assert 0 < k < 400
+    done = lftop.wait(run, lambda s: not s["alive"] and s["state"] != "starting", timeout=240)
+    assert done["state"] == "completed" and done["job"] != first and done["step"] == 400
+    assert jsonl_steps(tmp_path / "out") == list(range(1, 401))  # continued at the next step: each step once
+    assert next(e for e in reversed(rundir.events()) if e["event"] == "running")["step"] == k
+
+
+@pytest.mark.train
+@needs_llamafactory
+@needs_slurm_keys
+def test_the_warning_signal_checkpoints_requeues_and_resumes_with_each_step_once(cluster, lftop, tiny, tmp_path):
+    run, rundir = launched(lftop, slurm_profile(tmp_path, tiny, max_steps=400, save_steps=1000))
+    first = training(lftop, run, 5)["job"]
+    subprocess.run(["scancel", "--signal=USR1", "--batch", first], check=True)
+    lftop.wait(run, lambda s: s["job"] != first)
+    assert slurmcli.job(first).state == "COMPLETED"  # the first job ended by itself, after its checkpoint
+    done = lftop.wait(run, lambda s: not s["alive"] and s["state"] not in ("starting", "running"), timeout=240)
+    assert done["state"] == "completed" and rundir.meta()["jobs"] == [first, done["job"]]
+    said = events(rundir)
+    assert said.index("requeue requested") < said.index("paused") < said.index("requeued") < said.index("completed")
+    requeued = next(e for e in rundir.events() if e["event"] == "requeued")
+    assert requeued["job"] == first and requeued["checkpoint"].endswith(f"checkpoint-{requeued['step']}")
+    assert jsonl_steps(tmp_path / "out") == list(range(1, 401))
+
+
+@pytest.mark.train
+@needs_llamafactory
+@needs_slurm_keys
+def test_stop_cancels_the_job_and_leaves_no_process(cluster, lftop, tiny, tmp_path):
+    run, rundir = launched(lftop, slurm_profile(tmp_path, tiny, max_steps=5000, save_steps=10000))
+    job = training(lftop, run, 2)["job"]
+    agents = [p for p in tagged(run) if p.cmdline()[1:4] == ["-u", "-m", "torch.distributed.run"]]
     assert len(agents) == 2  # one torchrun agent per node, each with its worker
     # USR1 to every task (not the batch shell): the torchrun agents ignore it, training goes on.
     subprocess.run(["scancel", "--signal=USR1", job], check=True)
-    at = step(run)
-    wait_for(lambda: step(run) > at + 20, 60, "training to go on")
-    assert all(a.is_running() for a in agents) and run.control() == "" and run.state() == "running"
-    assert engine.stop(run, grace=5) >= 1
-    assert tagged(run.id) == [] and job not in squeue_ids()
-    live = engine.live(run)
-    assert not live.alive and live.detail == "CANCELLED"
-    assert json.loads((run.path / "run.json").read_text())["jobs"] == [job]
+    at = lftop.json("show", run, "--json")["step"]
+    lftop.wait(run, lambda s: s["step"] > at + 20)
+    assert all(a.is_running() for a in agents) and rundir.control() == "" and rundir.recorded_state() == "running"
+    lftop("stop", run, "--grace", "5")
+    show = lftop.json("show", run, "--json")
+    assert show["state"] == "stopped" and not show["alive"] and show["detail"] == "CANCELLED"
+    assert tagged(run) == [] and job not in squeue_ids() and rundir.meta()["jobs"] == [job]

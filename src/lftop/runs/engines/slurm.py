@@ -20,7 +20,8 @@ import shlex
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from lftop.runs.engines import Live, slurmcli
 from lftop.runs.engines.local import WORKER
@@ -49,7 +50,6 @@ class Settings:
     time: str | None = None  # Slurm's time limit: "90", "1:30:00", "2-00:00:00"
     account: str | None = None
     sbatch: tuple[str, ...] = ()  # extra sbatch arguments, one per item
-    python: str = field(default_factory=lambda: sys.executable)  # the training interpreter on the nodes
 
     @classmethod
     def of(cls, launch: object) -> Settings:
@@ -59,7 +59,7 @@ class Settings:
             nodes=getattr(launch, "nodes", None) or 1, nproc_per_node=getattr(launch, "nproc_per_node", None),
             gpus_per_node=getattr(launch, "gpus_per_node", None), partition=getattr(launch, "partition", None),
             time=None if time_limit is None else str(time_limit), account=getattr(launch, "account", None),
-            sbatch=tuple(getattr(launch, "sbatch", None) or ()), python=getattr(launch, "python", None) or sys.executable,
+            sbatch=tuple(getattr(launch, "sbatch", None) or ()),
         )
 
     @classmethod
@@ -75,12 +75,12 @@ class Settings:
         return self.nproc_per_node or self.gpus_per_node or 1
 
 
-def batch_script(run: RunDir, s: Settings) -> str:
-    """The batch script for a run: bash, every profile value quoted."""
+def batch_script(run: RunDir, s: Settings, python: str) -> str:
+    """The batch script for a run: bash, every profile value quoted. `python` trains; this lftop's runs the steps."""
     q = shlex.quote
     steps = f"{q(sys.executable)} -m lftop.runs.engines.slurm_step"
     torchrun = " ".join(q(a) for a in [
-        s.python, "-u", "-m", "torch.distributed.run", "--nnodes", str(s.nodes),
+        python, "-u", "-m", "torch.distributed.run", "--nnodes", str(s.nodes),
         "--nproc-per-node", str(s.ranks_per_node), "--rdzv-backend", "c10d"])
     return f"""#!/bin/bash
 # Written by lftop for run {run.id} and submitted with sbatch: see run.json and events.jsonl beside it.
@@ -128,15 +128,29 @@ def job_env(meta: Mapping) -> dict[str, str]:
     return env
 
 
+def settings(run: RunDir) -> Settings:
+    """The run's Slurm settings: run.json's "slurm", recorded there from the profile's [launch] on the first start
+    (so a resume or a requeue submits the job the launch did, whatever the profile says since)."""
+    meta = run.meta()
+    if isinstance(meta.get("slurm"), dict):
+        return Settings.from_meta(meta)
+    from lftop.profiles import load
+
+    s = Settings.of(load(Path(meta["profile"])).launch)
+    meta["slurm"], meta["nproc"] = s.to_meta(), s.nodes * s.ranks_per_node
+    run.write_meta(meta)
+    return s
+
+
 class SlurmEngine:
     name = "slurm"
 
     def start(self, run: RunDir) -> None:
         """Write the batch script and submit it; record the job id in run.json (and every job's in "jobs")."""
+        s = settings(run)
         meta = run.meta()
-        s = Settings.from_meta(meta)
         script = run.path / SCRIPT
-        write_atomic(script, batch_script(run, s))
+        write_atomic(script, batch_script(run, s, meta.get("python") or sys.executable))
         script.chmod(0o755)
         out = slurmcli.client("sbatch", "--parsable", *sbatch_options(run, s), str(script), env=job_env(meta))
         job = out.strip().split(";")[0]

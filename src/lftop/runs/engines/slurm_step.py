@@ -13,7 +13,8 @@ from pathlib import Path
 
 from lftop.runs import checkpoints
 from lftop.runs.rundir import RunDir
-from lftop.runs.supervisor import record_exit
+from lftop.runs.state import RunState
+from lftop.runs.supervisor import free_port, record_exit
 
 
 def _job() -> str:
@@ -21,12 +22,12 @@ def _job() -> str:
 
 
 def resume_from_newest(run: RunDir) -> tuple[int, str] | None:
-    """Point run.json's arguments at the newest complete checkpoint, if there is one: (step, path)."""
+    """Point run.json's arguments at the run's own newest complete checkpoint, if it has one: (step, path)."""
     meta = run.meta()
-    newest = checkpoints.newest_complete(Path(meta["output_dir"]))
-    if newest is None:
+    own = checkpoints.own(run.events(), Path(meta["output_dir"]))
+    if not own:
         return None
-    step, path = newest
+    step, path = own[-1]
     meta["args"] = {**meta["args"], "resume_from_checkpoint": str(path)}
     meta["args"].pop("overwrite_output_dir", None)  # it would delete trainer_log.jsonl: the history
     run.write_meta(meta)
@@ -44,11 +45,9 @@ def begin(run: RunDir) -> int:
     restarts = int(os.environ.get("SLURM_RESTART_COUNT") or 0)
     if restarts and (found := resume_from_newest(run)):
         run.event("requeued", by="slurm", job=_job(), restarts=restarts, step=found[0], checkpoint=found[1])
-    run.set_state("starting")
     run.event("job started", job=_job(), nodelist=os.environ.get("SLURM_JOB_NODELIST"), restarts=restarts)
-    from lftop.runs.launcher import _free_port
-
-    print(_free_port())
+    run.set_state(RunState.STARTING)
+    print(free_port())
     return 0
 
 
@@ -62,14 +61,14 @@ def warned(run: RunDir) -> int:
 
 def finish(run: RunDir, rc: int) -> int:
     """Record how the job ended; after a checkpoint for the warning signal, submit the next job to resume."""
-    if rc == 0 and run.control() == "requeue" and run.state() == "paused":
+    if rc == 0 and run.control() == "requeue" and run.recorded_state() == RunState.PAUSED:
         found = resume_from_newest(run)
         if found is not None:
             from lftop.runs.engines.slurm import SlurmEngine
 
             run.clear_control()
-            run.set_state("starting")
             run.event("requeued", by="lftop", job=_job(), step=found[0], checkpoint=found[1])
+            run.set_state(RunState.STARTING)
             SlurmEngine().start(run)
             return 0
     record_exit(run, rc)
