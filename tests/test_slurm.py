@@ -20,7 +20,7 @@ import slurm_cluster
 from conftest import jsonl_steps, needs_llamafactory, wait_for, write_profile
 from lftop.profiles import Launch, load
 from lftop.runs.engines import Node, get, slurmcli
-from lftop.runs.engines.slurm import Settings
+from lftop.runs.engines.slurm import Settings, limit_seconds, warning
 from lftop.runs.process import tagged
 from lftop.runs.rundir import RunDir
 from lftop.runs.state import RunState
@@ -154,15 +154,40 @@ def test_a_job_that_slurm_requeues_after_the_run_moved_on_ends_at_once(cluster, 
     assert ended(job).state == "COMPLETED" and not (tmp_path / "argv-nodeA").exists()
 
 
-def test_a_pending_job_says_why_and_stops(cluster, tmp_path):
-    run = new_run(tmp_path, {}, tmp_path / "out", nodes=2, sbatch=["--begin=now+3600"])
+def test_a_pending_job_says_why_stops_and_pauses_at_once(cluster, tmp_path):
     engine = get("slurm")
-    engine.start(run)
-    live = engine.live(run)
-    assert live.alive and live.job == run.meta()["job"] and live.detail == "PENDING (BeginTime)" and live.nodes == ()
-    assert engine.stop(run, grace=5) == 1
-    live = engine.live(run)
+    held, waiting = (new_run(tmp_path, {}, tmp_path / "out", nodes=2, sbatch=["--begin=now+3600"]) for _ in range(2))
+    for run in (held, waiting):
+        engine.start(run)
+        live = engine.live(run)
+        assert live.alive and live.job == run.meta()["job"] and live.detail == "PENDING (BeginTime)" and live.nodes == ()
+    assert engine.stop(held, grace=5) == 1
+    live = engine.live(held)
     assert not live.alive and live.detail == "CANCELLED" and live.job not in squeue_ids()
+    engine.request_pause(waiting)  # no step end will come while it waits: the job leaves the queue now
+    assert waiting.recorded_state() == "paused" and not engine.live(waiting).alive
+    assert waiting.meta()["job"] not in squeue_ids()
+
+
+def test_a_job_sbatch_refuses_fails_the_run_with_slurms_reason(cluster, tmp_path):
+    run = new_run(tmp_path, {}, tmp_path / "out", nodes=2, partition="nosuch")
+    with pytest.raises(slurmcli.SlurmError, match="sbatch: .*[Pp]artition"):
+        get("slurm").start(run)
+    failed = run.events()[-1]
+    assert run.recorded_state() == "failed" and failed["kind"] == "submit" and "partition" in failed["message"]
+    assert "job" not in run.meta()
+
+
+@pytest.mark.parametrize("limit", ["45", "90:30", "1:02:03", "2-3", "2-03:04", "1-00:00:05"])
+def test_time_limits_read_as_slurm_reads_them(cluster, limit):
+    job = slurmcli.client("sbatch", "--parsable", "--hold", f"--time={limit}", "--wrap", "true").strip()
+    try:
+        shown = dict(f.split("=", 1) for f in slurmcli.client("scontrol", "show", "job", "-o", job).split()
+                     if "=" in f)["TimeLimit"]
+    finally:
+        slurmcli.client("scancel", job)
+    assert limit_seconds(limit) == limit_seconds(shown)
+    assert warning(limit) == min(300, limit_seconds(limit) // 4)
 
 
 @pytest.mark.train
@@ -176,6 +201,7 @@ def test_a_job_slurm_requeues_itself_resumes_from_the_newest_complete_checkpoint
     job = run.meta()["job"]
     wait_for(lambda: any(e["event"] == "checkpoint" and e["step"] == 50 for e in run.events()), 180, "checkpoint-50")
     requeue_now(job)
+    assert engine.live(run).detail.endswith(", requeued by Slurm (1x)")
     wait_for(lambda: "requeued" in events(run), 120, "the job to start again")
     wait_for(lambda: not engine.live(run).alive and run.recorded_state() == "completed", 240, "the end")
     assert run.meta()["jobs"] == [job]
@@ -239,7 +265,8 @@ def test_the_warning_signal_checkpoints_requeues_and_resumes_with_each_step_once
     run, rundir = launched(lftop, slurm_profile(tmp_path, tiny, max_steps=400, save_steps=1000))
     first = training(lftop, run, 5)["job"]
     subprocess.run(["scancel", "--signal=USR1", "--batch", first], check=True)
-    lftop.wait(run, lambda s: s["job"] != first)
+    second = lftop.wait(run, lambda s: s["job"] != first and s["alive"])
+    assert second["detail"].endswith(f", requeued from job {first}")
     assert slurmcli.job(first).state == "COMPLETED"  # the first job ended by itself, after its checkpoint
     done = lftop.wait(run, lambda s: not s["alive"] and s["state"] not in ("starting", "running"), timeout=240)
     assert done["state"] == "completed" and rundir.meta()["jobs"] == [first, done["job"]]

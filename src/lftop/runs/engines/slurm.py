@@ -19,7 +19,7 @@ import os
 import shlex
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -28,8 +28,9 @@ from lftop.runs.engines.local import WORKER
 from lftop.runs.engines.slurm_gpus import NodeGpus
 from lftop.runs.process import tagged, terminate
 from lftop.runs.rundir import RunDir, write_atomic
+from lftop.runs.state import RunState
 
-WARN_SECS = 300  # Slurm's USR1 comes this long before the time limit: time to finish a step and save
+WARN_SECS = 300  # Slurm's USR1 comes this long before the time limit (a quarter of shorter limits): time to save
 SCRIPT = "slurm.sh"
 # Each node's task: check that this node sees the run directory, make the torchrun agent immune to USR1 (which
 # would kill it and orphan its workers where every process of the job gets the signal), then become torchrun.
@@ -107,7 +108,7 @@ exec "${{steps[@]}}" finish "$run_dir" "$rc"
 
 def sbatch_options(run: RunDir, s: Settings) -> list[str]:
     opts = [
-        f"--job-name={run.id}", f"--output={run.log}", "--open-mode=append", f"--signal=B:USR1@{WARN_SECS}",
+        f"--job-name={run.id}", f"--output={run.log}", "--open-mode=append", f"--signal=B:USR1@{warning(s.time)}",
         f"--nodes={s.nodes}", "--ntasks-per-node=1", f"--chdir={run.meta().get('cwd') or run.path}",
     ]
     if s.gpus_per_node:
@@ -115,6 +116,33 @@ def sbatch_options(run: RunDir, s: Settings) -> list[str]:
     opts += [f"--{key}={value}" for key, value in (("partition", s.partition), ("time", s.time),
                                                    ("account", s.account)) if value]
     return opts + list(s.sbatch)
+
+
+def limit_seconds(limit: str) -> int | None:
+    """Slurm's time limit in seconds: "MM", "MM:SS", "HH:MM:SS", "D-HH", "D-HH:MM", "D-HH:MM:SS", rounded up to
+    whole minutes as Slurm does; None for "UNLIMITED"/"INFINITE" or anything else."""
+    seconds = _seconds(limit)
+    return None if seconds is None else -(-seconds // 60) * 60
+
+
+def _seconds(limit: str) -> int | None:
+    days, _, rest = limit.strip().rpartition("-") if "-" in limit else ("", "", limit.strip())
+    parts = rest.split(":")
+    if not (days.isdigit() or not days) or not all(p.isdigit() for p in parts) or len(parts) > 3:
+        return None
+    n = [int(p) for p in parts]
+    if days:  # D-HH[:MM[:SS]]
+        h, m, sec = (n + [0, 0])[:3]
+        return ((int(days) * 24 + h) * 60 + m) * 60 + sec
+    if len(n) == 3:
+        return (n[0] * 60 + n[1]) * 60 + n[2]
+    return n[0] * 60 + (n[1] if len(n) == 2 else 0)
+
+
+def warning(limit: str | None) -> int:
+    """Seconds before the time limit that Slurm sends USR1: WARN_SECS, or a quarter of a shorter limit."""
+    seconds = limit_seconds(limit) if limit else None
+    return WARN_SECS if seconds is None else max(1, min(WARN_SECS, seconds // 4))
 
 
 def job_env(meta: Mapping) -> dict[str, str]:
@@ -145,24 +173,40 @@ def settings(run: RunDir) -> Settings:
 class SlurmEngine:
     name = "slurm"
 
-    def start(self, run: RunDir) -> None:
-        """Write the batch script and submit it; record the job id in run.json (and every job's in "jobs")."""
+    def start(self, run: RunDir, requeue_of: str | None = None) -> None:
+        """Write the batch script and submit it; record the job id in run.json (and every job's in "jobs").
+        `requeue_of`: the job this one continues after Slurm's warning signal. sbatch's refusal (a wrong
+        partition, account or option) is recorded as the run's failure, then raised (SlurmError)."""
         s = settings(run)
         meta = run.meta()
         script = run.path / SCRIPT
         write_atomic(script, batch_script(run, s, meta.get("python") or sys.executable))
         script.chmod(0o755)
-        out = slurmcli.client("sbatch", "--parsable", *sbatch_options(run, s), str(script), env=job_env(meta))
+        try:
+            out = slurmcli.client("sbatch", "--parsable", *sbatch_options(run, s), str(script), env=job_env(meta))
+        except slurmcli.SlurmError as exc:
+            run.event("failed", kind="submit", rc=None, message=str(exc))
+            run.set_state(RunState.FAILED)
+            raise
         job = out.strip().split(";")[0]
         meta = run.meta()
         meta["job"] = job
         meta["jobs"] = [*meta.get("jobs", []), job]
+        meta["requeue_of"] = requeue_of
         run.write_meta(meta)
         run.event("submitted", job=job, nodes=s.nodes, nproc_per_node=s.ranks_per_node, script=str(script))
 
     def request_pause(self, run: RunDir) -> None:
-        """The control file on the shared filesystem: every rank sees it at the next step end, then the job ends."""
+        """The control file on the shared filesystem: every rank sees it at the next step end, then the job ends.
+        A job still waiting in the queue is cancelled at once: the run is paused where it was."""
         run.request("pause")
+        job = run.meta().get("job")
+        current = slurmcli.job(job) if job else None
+        if current is not None and current.state == "PENDING":
+            slurmcli.client("scancel", "--state=PENDING", job)  # a job that has started meanwhile is left to pause
+            if _wait(job, lambda j: j.state != "PENDING", 10).state == "CANCELLED":
+                run.event("paused", job=job, before="the job started")
+                run.set_state(RunState.PAUSED)
 
     def stop(self, run: RunDir, grace: float) -> int:
         """scancel the job (SIGTERM, SIGKILL after `grace`), and any job `finish` submitted meanwhile; then wait
@@ -179,16 +223,17 @@ class SlurmEngine:
             except slurmcli.SlurmError:
                 if (current := slurmcli.job(job)) is not None and current.alive:  # not just ended meanwhile
                     raise
-            if not _wait_ended(job, grace):
+            if _wait(job, lambda j: not j.alive, grace).alive:
                 slurmcli.client("scancel", "--signal=KILL", "--full", job)
-                _wait_ended(job, 60)
+                _wait(job, lambda j: not j.alive, 60)
             ended += 1
         strays = tagged(run.id)  # on a one-host cluster, or a node that is also the login node
         terminate(strays, grace)
         return ended + len(strays)
 
     def live(self, run: RunDir) -> Live:
-        job_id = run.meta().get("job")
+        meta = run.meta()
+        job_id = meta.get("job")
         if not job_id:
             return Live(alive=False)
         try:
@@ -197,7 +242,8 @@ class SlurmEngine:
             return Live(alive=True, job=job_id, detail=f"UNKNOWN ({exc})")
         if job is None:
             return Live(alive=False, job=job_id, detail="forgotten by Slurm")
-        return Live(alive=job.alive, job=job_id, detail=job.detail, nodes=job.nodes if job.alive else ())
+        detail = job.detail + (f", requeued from job {meta['requeue_of']}" if job.alive and meta.get("requeue_of") else "")
+        return Live(alive=job.alive, job=job_id, detail=detail, nodes=job.nodes if job.alive else ())
 
     def gpu_stream(self, run: RunDir, interval: float = 2.0) -> NodeGpus | None:
         """Every node's GPUs, sampled inside the job's allocation (one srun for the job's life; `close()` it);
@@ -208,12 +254,11 @@ class SlurmEngine:
         return NodeGpus(live.job or "", [n.name for n in live.nodes], interval)
 
 
-def _wait_ended(job: str, timeout: float) -> bool:
+def _wait(job: str, until: Callable[[slurmcli.Job], bool], timeout: float) -> slurmcli.Job:
+    """The job once `until(job)` holds (a job Slurm forgot counts as ended), or as it is after `timeout` s."""
     deadline = time.monotonic() + timeout
     while True:
-        current = slurmcli.job(job)
-        if current is None or not current.alive:
-            return True
-        if time.monotonic() > deadline:
-            return False
+        current = slurmcli.job(job) or slurmcli.Job(job, "COMPLETED")
+        if until(current) or time.monotonic() > deadline:
+            return current
         time.sleep(0.2)

@@ -69,7 +69,7 @@ def finish(run: RunDir, rc: int) -> int:
             run.clear_control()
             run.event("requeued", by="lftop", job=_job(), step=found[0], checkpoint=found[1])
             run.set_state(RunState.STARTING)
-            SlurmEngine().start(run)
+            SlurmEngine().start(run, requeue_of=_job())
             return 0
     record_exit(run, rc)
     return rc

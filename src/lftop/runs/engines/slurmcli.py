@@ -88,6 +88,7 @@ class Job:
     exit_code: int | None = None  # the batch script's exit status once it ended
     signal: int | None = None  # the signal that ended it, if one did
     nodes: tuple[Node, ...] = ()
+    restarts: int = 0  # times Slurm requeued it itself (preemption, node failure, `scontrol requeue`)
 
     @property
     def alive(self) -> bool:
@@ -97,6 +98,8 @@ class Job:
     def detail(self) -> str:
         """The scheduler's word, as lftop shows it: "PENDING (Resources)", "FAILED, exit 1", "CANCELLED"."""
         text = self.state + (f" ({self.reason})" if self.reason and self.state == "PENDING" else "")
+        if self.restarts:
+            text += f", requeued by Slurm ({self.restarts}x)"
         if not self.alive and self.state != "CANCELLED":
             if self.signal:
                 text += f", signal {self.signal}"
@@ -119,6 +122,7 @@ def parse_scontrol(line: str) -> Job:
         id=fields.get("JobId", ""), state=fields.get("JobState", "UNKNOWN"),
         reason=None if reason in (None, "None", "(null)") else reason, exit_code=code, signal=sig,
         nodes=tuple(Node(n, gpus.get(n, ())) for n in names),
+        restarts=int(fields["Restarts"]) if fields.get("Restarts", "").isdigit() else 0,
     )
 
 
