@@ -18,16 +18,14 @@ from hypothesis import strategies as st
 
 import slurm_cluster
 from conftest import jsonl_steps, needs_llamafactory, wait_for, write_profile
-from lftop.profiles import Launch, load
+from lftop.profiles import load
 from lftop.runs.engines import Node, get, slurmcli
-from lftop.runs.engines.slurm import Settings, limit_seconds, warning
+from lftop.runs.engines.slurm import limit_seconds, warning
 from lftop.runs.process import tagged
 from lftop.runs.rundir import RunDir
 from lftop.runs.state import RunState
 
 ROOT = Path(__file__).resolve().parent.parent
-needs_slurm_keys = pytest.mark.skipif("nodes" not in Launch.__dataclass_fields__,
-                                      reason="this lftop's profiles have no [launch] nodes yet")
 
 
 @pytest.fixture(scope="session")
@@ -57,7 +55,7 @@ def new_run(root: Path, args: dict, output_dir: Path, python: str = sys.executab
     run.path.mkdir(parents=True)
     run.write_meta({
         "id": run.id, "engine": "slurm", "args": args, "cwd": str(root), "output_dir": str(output_dir),
-        "python": python, "command": [python], "created": time.time(), "slurm": Settings(**slurm).to_meta(),
+        "python": python, "command": [python], "created": time.time(), "launch": {"engine": "slurm", **slurm},
         "env": {"PYTHONUNBUFFERED": "1", "LFTOP_RUN_ID": run.id, "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""},
     })
     run.set_state(RunState.STARTING)
@@ -231,7 +229,6 @@ def training(lftop, run: str, past: int) -> dict:
 
 @pytest.mark.train
 @needs_llamafactory
-@needs_slurm_keys
 def test_two_nodes_train_pause_into_a_checkpoint_and_resume_to_the_end(cluster, lftop, tiny, tmp_path, monkeypatch):
     monkeypatch.setenv("LFTOP_SIMULATE", "2")  # the GPU sampler on each node reports two simulated GPUs
     run, rundir = launched(lftop, slurm_profile(tmp_path, tiny, max_steps=400, save_steps=1000))
@@ -260,7 +257,6 @@ def test_two_nodes_train_pause_into_a_checkpoint_and_resume_to_the_end(cluster, 
 
 @pytest.mark.train
 @needs_llamafactory
-@needs_slurm_keys
 def test_the_warning_signal_checkpoints_requeues_and_resumes_with_each_step_once(cluster, lftop, tiny, tmp_path):
     run, rundir = launched(lftop, slurm_profile(tmp_path, tiny, max_steps=400, save_steps=1000))
     first = training(lftop, run, 5)["job"]
@@ -279,7 +275,6 @@ def test_the_warning_signal_checkpoints_requeues_and_resumes_with_each_step_once
 
 @pytest.mark.train
 @needs_llamafactory
-@needs_slurm_keys
 def test_stop_cancels_the_job_and_leaves_no_process(cluster, lftop, tiny, tmp_path):
     run, rundir = launched(lftop, slurm_profile(tmp_path, tiny, max_steps=5000, save_steps=10000))
     job = training(lftop, run, 2)["job"]

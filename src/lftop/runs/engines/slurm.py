@@ -20,8 +20,7 @@ import shlex
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
 from lftop.runs.engines import Live, slurmcli
 from lftop.runs.engines.local import WORKER
@@ -42,7 +41,8 @@ NODE_WRAPPER = (
 
 @dataclass(frozen=True)
 class Settings:
-    """A Slurm run's `[launch]` keys, as run.json carries them under "slurm"."""
+    """A Slurm run's keys of the profile's `[launch]` table, as run.json's "launch" records them at the launch
+    (so a resume or a requeue submits the job the launch did, whatever the profile says since)."""
 
     nodes: int = 1
     nproc_per_node: int | None = None  # ranks per node; default: gpus_per_node, else 1
@@ -53,23 +53,10 @@ class Settings:
     sbatch: tuple[str, ...] = ()  # extra sbatch arguments, one per item
 
     @classmethod
-    def of(cls, launch: object) -> Settings:
-        """From a profile's [launch] table (its Launch object)."""
-        time_limit = getattr(launch, "time", None)
-        return cls(
-            nodes=getattr(launch, "nodes", None) or 1, nproc_per_node=getattr(launch, "nproc_per_node", None),
-            gpus_per_node=getattr(launch, "gpus_per_node", None), partition=getattr(launch, "partition", None),
-            time=None if time_limit is None else str(time_limit), account=getattr(launch, "account", None),
-            sbatch=tuple(getattr(launch, "sbatch", None) or ()),
-        )
-
-    @classmethod
-    def from_meta(cls, meta: Mapping) -> Settings:
-        known = {k: v for k, v in (meta.get("slurm") or {}).items() if k in cls.__dataclass_fields__}
-        return cls(**{**known, "sbatch": tuple(known.get("sbatch", ()))})
-
-    def to_meta(self) -> dict:
-        return {**asdict(self), "sbatch": list(self.sbatch)}
+    def of(cls, launch: Mapping) -> Settings:
+        return cls(nodes=launch.get("nodes") or 1, nproc_per_node=launch.get("nproc_per_node"),
+                   gpus_per_node=launch.get("gpus_per_node"), partition=launch.get("partition"),
+                   time=launch.get("time"), account=launch.get("account"), sbatch=tuple(launch.get("sbatch") or ()))
 
     @property
     def ranks_per_node(self) -> int:
@@ -156,20 +143,6 @@ def job_env(meta: Mapping) -> dict[str, str]:
     return env
 
 
-def settings(run: RunDir) -> Settings:
-    """The run's Slurm settings: run.json's "slurm", recorded there from the profile's [launch] on the first start
-    (so a resume or a requeue submits the job the launch did, whatever the profile says since)."""
-    meta = run.meta()
-    if isinstance(meta.get("slurm"), dict):
-        return Settings.from_meta(meta)
-    from lftop.profiles import load
-
-    s = Settings.of(load(Path(meta["profile"])).launch)
-    meta["slurm"], meta["nproc"] = s.to_meta(), s.nodes * s.ranks_per_node
-    run.write_meta(meta)
-    return s
-
-
 class SlurmEngine:
     name = "slurm"
 
@@ -177,8 +150,8 @@ class SlurmEngine:
         """Write the batch script and submit it; record the job id in run.json (and every job's in "jobs").
         `requeue_of`: the job this one continues after Slurm's warning signal. sbatch's refusal (a wrong
         partition, account or option) is recorded as the run's failure, then raised (SlurmError)."""
-        s = settings(run)
         meta = run.meta()
+        s = Settings.of(meta.get("launch") or {})
         script = run.path / SCRIPT
         write_atomic(script, batch_script(run, s, meta.get("python") or sys.executable))
         script.chmod(0o755)
@@ -190,9 +163,8 @@ class SlurmEngine:
             raise
         job = out.strip().split(";")[0]
         meta = run.meta()
-        meta["job"] = job
-        meta["jobs"] = [*meta.get("jobs", []), job]
-        meta["requeue_of"] = requeue_of
+        meta["job"], meta["jobs"], meta["requeue_of"] = job, [*meta.get("jobs", []), job], requeue_of
+        meta["nproc"] = s.nodes * s.ranks_per_node  # every rank on every node
         run.write_meta(meta)
         run.event("submitted", job=job, nodes=s.nodes, nproc_per_node=s.ranks_per_node, script=str(script))
 
