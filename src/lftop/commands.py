@@ -21,6 +21,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the sub-command `args.func`, turning every refusal into one line and exit status 1."""
     from lftop.gpu.nvml import NvmlUnavailable
     from lftop.runs.engines import UnknownEngine
+    from lftop.runs.engines.slurmcli import SlurmError
 
     try:
         return globals()[f"cmd_{args.func}"](args)
@@ -28,7 +29,8 @@ def run(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             err(str(problem))
         return 1
-    except (ops.Refused, rundir.RunNotFound, rundir.RunLocked, rundir.UnsafeHome, NvmlUnavailable, UnknownEngine) as exc:
+    except (ops.Refused, rundir.RunNotFound, rundir.RunLocked, rundir.UnsafeHome, NvmlUnavailable, UnknownEngine,
+            SlurmError) as exc:
         err(f"lftop: {exc}")
         return 1
     except PermissionError as exc:

@@ -116,7 +116,7 @@ def make_callback(run_dir):
                 event(run_dir, "checkpoint", step=state.global_step, path=path)
 
         def on_step_end(self, args, state, control, **kwargs):
-            flag = 1 if read_control(run_dir) == "pause" else 0
+            flag = 1 if read_control(run_dir) in ("pause", "requeue") else 0  # requeue: Slurm's warning signal
             if dist.is_available() and dist.is_initialized():
                 device = args.device if dist.get_backend() == "nccl" else "cpu"
                 tensor = torch.tensor([flag], device=device)

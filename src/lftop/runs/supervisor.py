@@ -55,7 +55,13 @@ def main(run_dir: str) -> int:
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
-    rc = _watch(run, meta, child)
+    record_exit(run, _watch(run, meta, child))
+    return 0
+
+
+def record_exit(run: RunDir, rc: int) -> None:
+    """How the training command ended, unless the worker or `stop` already said (event, then state); then the
+    notify command hears it."""
     state = run.recorded_state()
     if run.control() == "stop":
         if state not in FINAL:
@@ -69,7 +75,6 @@ def main(run_dir: str) -> int:
         _fail(run, kind, message, rc)
     run.event("exited", rc=rc)
     _notify_end(run)
-    return 0
 
 
 def _watch(run: RunDir, meta: dict, child: subprocess.Popen) -> int:
