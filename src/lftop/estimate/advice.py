@@ -8,6 +8,7 @@ from pathlib import Path
 from lftop.estimate import arch as arch_mod
 from lftop.estimate import learned
 from lftop.estimate.memory import Estimate, estimate, setup_from_args
+from lftop.profiles import schema
 
 TIGHT = 0.92  # above this share of capacity the allocator's fragmentation decides
 
@@ -61,8 +62,8 @@ def verdict(gib: float, capacity: float | None) -> str | None:
 def _candidates(args: dict, gpus: int) -> list[tuple[dict, str]]:
     """Changes a user can make, cheapest for them first."""
     out = []
-    micro = int(args.get("per_device_train_batch_size", 8))
-    accumulation = int(args.get("gradient_accumulation_steps", 1))
+    micro = int(args.get("per_device_train_batch_size", schema.default("per_device_train_batch_size")))
+    accumulation = int(args.get("gradient_accumulation_steps", schema.default("gradient_accumulation_steps")))
     if micro > 1:
         out.append(({"per_device_train_batch_size": micro // 2, "gradient_accumulation_steps": accumulation * 2},
                     "halve the micro-batch and double accumulation: the effective batch stays the same"))
@@ -71,7 +72,7 @@ def _candidates(args: dict, gpus: int) -> list[tuple[dict, str]]:
                     "gradient checkpointing keeps one input per layer instead of every activation (~20-30% slower)"))
     if not args.get("enable_liger_kernel"):
         out.append(({"enable_liger_kernel": True}, "Liger's fused cross-entropy never materialises the full fp32 logits"))
-    cutoff = int(args.get("cutoff_len", 2048))
+    cutoff = int(args.get("cutoff_len", schema.default("cutoff_len")))
     if cutoff > 256:
         out.append(({"cutoff_len": cutoff // 2}, "shorter sequences: check your data's length distribution first"))
     if args.get("finetuning_type", "lora") in ("lora", "oft"):

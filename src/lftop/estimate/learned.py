@@ -18,7 +18,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from lftop.estimate.arch import Arch
-from lftop.estimate.memory import CUDA_CONTEXT, GIB, Estimate, Setup
+from lftop.estimate.memory import CUDA_CONTEXT, Estimate, Setup
+from lftop.units import GIB
 
 HISTORY = "calibration.jsonl"
 MEMORY_FILE = "memory.jsonl"  # written by lftop.worker

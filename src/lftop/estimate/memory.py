@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lftop.estimate.arch import Arch, EstimateError
+from lftop.profiles import schema
+from lftop.units import GIB
 
-GIB = 1 << 30
 CUDA_CONTEXT = 0.55 * GIB  # CUDA context, cuBLAS workspace and kernels: what nvidia-smi shows for an idle torch process
 DS_SUB_GROUP = 1e9  # DeepSpeed ZeRO-3 sub_group_size in LLaMA-Factory's and transformers' example configs
 ALLOCATOR_SLACK = 0.06  # reserved but unallocated share of the caching allocator at peak (fragmentation)
@@ -105,7 +106,10 @@ def deepspeed_config(value: object, base: Path | None = None) -> dict:
     return {"zero_optimization": zero}
 
 
-def _int_arg(args: dict, key: str, default: int, low: int = 1, high: int = 1 << 24) -> int:
+def _int_arg(args: dict, key: str, default: int | None = None, low: int = 1, high: int = 1 << 24) -> int:
+    """An integer argument, checked; unset, LLaMA-Factory's own default (from its argument schema)."""
+    if default is None:
+        default = schema.default(key)
     value = args.get(key, default)
     if value is None:
         value = default
@@ -138,15 +142,15 @@ def setup_from_args(args: dict, gpus: int = 1, base: Path | None = None) -> Setu
     quant = args.get("quantization_bit")
     return Setup(
         finetuning=str(args.get("finetuning_type", "lora")),
-        lora_rank=_int_arg(args, "lora_rank", 8, high=1 << 16),
+        lora_rank=_int_arg(args, "lora_rank", high=1 << 16),
         lora_target=str(args.get("lora_target", "all")),
         additional_target=args.get("additional_target"),
         quant_bits=None if quant is None else _int_arg(args, "quantization_bit", 4, high=16),
         dtype_bytes=4 if fp32 else 2,
         pure_bf16=bool(args.get("pure_bf16")),
         optim=str(args.get("optim", "adamw_torch_fused")),
-        micro_batch=_int_arg(args, "per_device_train_batch_size", 8, high=1 << 16),
-        seq=_int_arg(args, "cutoff_len", 2048, high=1 << 24),
+        micro_batch=_int_arg(args, "per_device_train_batch_size", high=1 << 16),
+        seq=_int_arg(args, "cutoff_len", high=1 << 24),
         grad_ckpt=not args.get("disable_gradient_checkpointing", False),
         unsloth_gc=bool(args.get("use_unsloth_gc")),
         attention=attention,
@@ -155,19 +159,19 @@ def setup_from_args(args: dict, gpus: int = 1, base: Path | None = None) -> Setu
         zero=_int_arg(ds, "stage", 0, low=0, high=3),
         offload_optimizer=offloaded("offload_optimizer"),
         offload_param=offloaded("offload_param"),
-        freeze_layers=_int_arg(args, "freeze_trainable_layers", 2, low=-4096, high=4096),
+        freeze_layers=_int_arg(args, "freeze_trainable_layers", low=-4096, high=4096),
         galore=bool(args.get("use_galore")),
         apollo=bool(args.get("use_apollo")),
         badam=bool(args.get("use_badam")),
-        low_rank=_int_arg(args, "galore_rank", _int_arg(args, "apollo_rank", 16)),
+        low_rank=_int_arg(args, "galore_rank", _int_arg(args, "apollo_rank")),
         stage=stage,
         pref_loss=str(args.get("pref_loss", "sigmoid")),
         ref_model=bool(args.get("ref_model")),
         reward_model_type=str(args.get("reward_model_type", "lora")),
-        max_new_tokens=_int_arg(args, "max_new_tokens", 1024, high=1 << 20),
+        max_new_tokens=_int_arg(args, "max_new_tokens", high=1 << 20),
         freeze_vision_tower=bool(args.get("freeze_vision_tower", True)),
         freeze_projector=bool(args.get("freeze_multi_modal_projector", True)),
-        image_max_pixels=_int_arg(args, "image_max_pixels", 768 * 768, high=1 << 30),
+        image_max_pixels=_int_arg(args, "image_max_pixels", high=1 << 30),
     )
 
 

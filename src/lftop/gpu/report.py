@@ -9,8 +9,7 @@ import sys
 
 from lftop.gpu.nvml import GpuSnapshot
 from lftop.gpu.sampler import Sample
-
-GIB = 1 << 30
+from lftop.units import GIB
 
 
 def na(value, fmt: str = "{}") -> str:

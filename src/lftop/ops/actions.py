@@ -87,6 +87,9 @@ def launch(plan: Plan, home: Path, fresh: bool = False, accept_oom: bool = False
         raise Refused(plan.problem or "no GPUs could be chosen for this run")
     if plan.verdict == "oom" and not (accept_oom or queue):
         raise PredictedOOM(plan)
+    if queue and profile.launch.engine != "local":
+        raise Refused(f"--queue waits for this machine's GPUs; a {profile.launch.engine} run waits in its scheduler's "
+                      "queue instead: launch it without --queue")
     _check_interpreter(profile.launch.python)
     cwd = cwd or Path.cwd()
     args = profile.args()
@@ -162,6 +165,9 @@ def _world(run: RunDir, meta: dict, gpus: int | None, overrides: dict) -> dict:
     old = meta.get("nproc") or 1
     if gpus is None or gpus == old:
         return {}
+    if meta.get("engine", "local") != "local":
+        raise Refused(f"{run.id}: --gpus changes a local run's ranks; a {meta['engine']} run's size is its "
+                      "profile's nodes x nproc_per_node")
     accumulation = int(overrides.get("gradient_accumulation_steps", meta["args"].get("gradient_accumulation_steps", 1)))
     total = accumulation * old
     if total % gpus:
@@ -251,8 +257,8 @@ def pause(run: RunDir) -> None:
         raise Refused(f"{run.id} is queued: it has not started (lftop stop cancels it)")
     if not current.alive or current.state not in ACTIVE:
         raise Refused(f"{run.id} is {current.state}: only a running run can pause")
-    _engine(run).request_pause(run)
     run.event("pause requested")
+    _engine(run).request_pause(run)
 
 
 def stop(run: RunDir, grace: float = 10.0) -> int:

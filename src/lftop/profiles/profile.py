@@ -44,10 +44,16 @@ class Profile:
             return len(self.launch.gpus.split(","))
         return None
 
+    def world(self) -> int:
+        """Ranks the run trains on: nodes x ranks per node on Slurm, else nproc, else one per GPU asked for."""
+        if self.launch.engine == "slurm":
+            return (self.launch.nodes or 1) * (self.launch.nproc_per_node or self.launch.gpus_per_node or 1)
+        return self.launch.nproc or self.gpu_count() or 1
+
     def effective_batch(self, world: int | None = None) -> int:
-        world = world or self.launch.nproc or self.gpu_count() or 1
-        micro = int(self.train.get("per_device_train_batch_size", 8))  # HF default
-        accumulation = int(self.train.get("gradient_accumulation_steps", 1))
+        world = world or self.world()
+        micro = int(self.train.get("per_device_train_batch_size", schema.default("per_device_train_batch_size")))
+        accumulation = int(self.train.get("gradient_accumulation_steps", schema.default("gradient_accumulation_steps")))
         return micro * accumulation * world
 
 

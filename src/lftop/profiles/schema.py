@@ -125,6 +125,11 @@ def load() -> Schema:
         return snapshot
 
 
+def default(name: str) -> object:
+    """LLaMA-Factory's (or transformers') default for an argument: the one place lftop takes defaults from."""
+    return load().fields[name].default
+
+
 if __name__ == "__main__":
     SNAPSHOT.write_text(to_json(from_llamafactory()) + "\n")
     print(f"wrote {SNAPSHOT}")
