@@ -289,3 +289,35 @@ def test_stop_cancels_the_job_and_leaves_no_process(cluster, lftop, tiny, tmp_pa
     show = lftop.json("show", run, "--json")
     assert show["state"] == "stopped" and not show["alive"] and show["detail"] == "CANCELLED"
     assert tagged(run) == [] and job not in squeue_ids() and rundir.meta()["jobs"] == [job]
+
+
+@pytest.mark.train
+@needs_llamafactory
+async def test_the_app_shows_a_slurm_runs_state_and_every_nodes_gpus(cluster, lftop, tiny, tmp_path, monkeypatch):
+    import asyncio
+
+    from lftop.tui import render
+    from lftop.tui.app import LftopApp
+    from lftop.tui.widgets import GpuPanel, RunsTable
+
+    monkeypatch.setenv("LFTOP_SIMULATE", "2")  # each node's sampler (and this host's) reports two simulated GPUs
+    run, _ = launched(lftop, slurm_profile(tmp_path, tiny, max_steps=5000, save_steps=10000))
+    await asyncio.to_thread(training, lftop, run, 2)
+    app = LftopApp(lftop.home, interval=0.5, select=run)
+    async with app.run_test(size=(160, 45)) as pilot:
+        async def seen(condition, what: str) -> None:
+            for _ in range(240):
+                if condition():
+                    return
+                await pilot.pause(0.25)
+            raise AssertionError(f"the app never showed {what}")
+
+        await seen(lambda: app.runs and app.runs[0].state == "running" and app.runs[0].job, "the running job")
+        row = app.query_one(RunsTable).get_row(run)
+        assert "nodeA,nodeB" in [str(cell) for cell in row]
+        panel = app.query_one(GpuPanel)
+        await seen(lambda: panel.sample is not None and set(panel.sample.nodes) == {"nodeA", "nodeB"}, "both nodes")
+        text = render.gpu_panel(panel.sample, panel.rings, 160, True).plain
+        assert all(f"{node}/{i} " in text for node in ("nodeA", "nodeB") for i in (0, 1)), text
+        await pilot.press("q")
+    await asyncio.to_thread(lftop, "stop", run)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from lftop.gpu import host
@@ -22,6 +22,7 @@ class Sample:
     gpus: GpuSnapshot
     host: host.HostSnapshot
     owners: dict[int, Owner]  # GPU process pid -> owner
+    nodes: dict[str, dict] = field(default_factory=dict)  # a Slurm run's node -> its `lftop gpus --json` sample
 
 
 def sample(nvml: Nvml | None = None, runs: list[tuple[str, ProcessRef]] = (), disks: list[Path] = ()) -> Sample:

@@ -138,9 +138,8 @@ class LftopApp(App):
 
     def on_unmount(self) -> None:
         if self.feeds:
-            runs, gpus = self.feeds
-            runs.stop()
-            gpus.thread.stop()
+            for feed in self.feeds:
+                feed.stop()
 
     def on_resize(self, event) -> None:
         self._fit(event.size.width, event.size.height)

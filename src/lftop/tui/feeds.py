@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from threading import Lock
 
@@ -9,8 +10,9 @@ from lftop.gpu.nvml import Nvml
 from lftop.gpu.sampler import Sampler, sample
 from lftop.logs.follower import last_lines
 from lftop.logs.history import RunLogs
+from lftop.runs import engines
 from lftop.runs.process import ProcessRef
-from lftop.runs.rundir import all_runs, runs_root
+from lftop.runs.rundir import RunDir, all_runs, runs_root
 from lftop.runs.status import RunStatus, all_statuses
 from lftop.tui.messages import Curves, GpuSampled, LogPolled, RunsPolled
 from lftop.tui.watch import RunsWatch
@@ -29,6 +31,7 @@ class RunsFeed:
         self._logs_for: str | None = None
         self._lock = Lock()
         self._chosen: RunStatus | None = None
+        self.slurm_jobs: list[tuple[str, str]] = []  # (run dir, job) of running Slurm runs: the GPU feed samples their nodes
         self.thread = Sampler(self._poll, self._deliver, interval, quick=self._quick)
         self.watch = RunsWatch(runs_root(home), self.thread.wake)
 
@@ -36,6 +39,8 @@ class RunsFeed:
         statuses = all_statuses(all_runs(self.home))
         with self._lock:
             self.runs = [(s.id, s.process) for s in statuses if s.process is not None]
+            self.slurm_jobs = [(str(Path(s.log).parent), s.job) for s in statuses
+                               if s.engine == "slurm" and s.job and s.alive and (s.detail or "").startswith("RUNNING")]
         messages: list = [RunsPolled(statuses)]
         self._chosen = next((s for s in statuses if s.id == self.app.selected_run), None)
         if self._chosen is not None:
@@ -85,6 +90,10 @@ class RunsFeed:
         with self._lock:
             return list(self.runs)
 
+    def running_jobs(self) -> list[tuple[str, str]]:
+        with self._lock:
+            return list(self.slurm_jobs)
+
 
 class GpuFeed:
     """Samples NVML (real or simulated) and the host."""
@@ -92,10 +101,30 @@ class GpuFeed:
     def __init__(self, app, runs: RunsFeed, home: Path, interval: float, source=None):
         self.app, self.runs_feed, self.home = app, runs, home
         self.nvml = Nvml()
+        self.streams: dict[str, object] = {}  # Slurm job -> its nodes' GPU stream (one srun each, kept open)
         self.thread = Sampler(source or self._poll, self._deliver, interval)
 
     def _poll(self):
-        return sample(self.nvml, self.runs_feed.process_refs(), [self.home])
+        local = sample(self.nvml, self.runs_feed.process_refs(), [self.home])
+        nodes = self._nodes()
+        return replace(local, nodes=nodes) if nodes else local
+
+    def _nodes(self) -> dict[str, dict]:
+        """The latest sample of every node of every running Slurm run; streams open and close with the jobs."""
+        jobs = dict((job, run_dir) for run_dir, job in self.runs_feed.running_jobs())
+        for job in [j for j in self.streams if j not in jobs]:
+            self.streams.pop(job).close()
+        for job, run_dir in jobs.items():
+            if job not in self.streams:
+                stream = engines.get("slurm").gpu_stream(RunDir(Path(run_dir)), self.thread.interval)
+                if stream is not None:
+                    self.streams[job] = stream
+        return {node: data for stream in self.streams.values() for node, data in stream.latest().items()}
+
+    def stop(self) -> None:
+        self.thread.stop()
+        for stream in self.streams.values():
+            stream.close()
 
     def _deliver(self, result) -> None:
         if not isinstance(result, Exception):

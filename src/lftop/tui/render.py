@@ -147,6 +147,8 @@ def gpu_panel(s: Sample | None, rings: Rings, width: int, detail: bool) -> Text:
                 mem = na(p.used_bytes / GIB if p.used_bytes is not None else None, "{:.1f}G")
                 out.append(f"   └ pid {p.pid:<7} {mem:>6} {who}", style="bold magenta" if o and o.run else "dim")
                 out.append(f"  {(o.command if o else '')[:max(0, width - 50)]}\n", style="dim")
+    for node, remote in sorted(s.nodes.items()):
+        _node_rows(out, node, remote, width)
     h = s.host
     out.append(f"host CPU {h.cpu_percent:4.0f}%  RAM {h.ram_used / GIB:.1f}/{h.ram_total / GIB:.0f}G  "
                f"swap {h.swap_used / GIB:.1f}G  load {h.load[0]:.2f}", style="dim")
@@ -154,6 +156,21 @@ def gpu_panel(s: Sample | None, rings: Rings, width: int, detail: bool) -> Text:
     if disk is not None:
         out.append(f"  disk {disk / GIB:.0f}G free", style="red" if disk < 10 * GIB else "dim")
     return out
+
+
+def _node_rows(out: Text, node: str, remote: dict, width: int) -> None:
+    """A Slurm node's GPUs, one line each, from the `lftop gpus --json` sample taken inside the job."""
+    devices = remote.get("gpus", {}).get("devices", []) if isinstance(remote, dict) else []
+    if not devices:
+        out.append(f"{node}: no GPU reading\n", style="dim")
+    for d in devices:
+        used, total, util = d.get("mem_used"), d.get("mem_total"), d.get("util_gpu")
+        fraction = used / total if isinstance(used, int) and isinstance(total, int) and total else None
+        out.append(f"{node}/{d.get('index', '?')} ", style="bold")
+        out.append(f"{str(d.get('name') or '?').replace('NVIDIA ', '')[:14]:<14} ")
+        out.append_text(bar(fraction, 12))
+        out.append(f" {na(used / GIB if isinstance(used, int) else None, '{:5.1f}')}/"
+                   f"{na(total / GIB if isinstance(total, int) else None, '{:.0f}')}G {na(util, '{:>3}%'):>4}\n")
 
 
 def _owners(s: Sample, d) -> str:

@@ -75,7 +75,7 @@ class RunsTable(DataTable):
         if r.alerts:
             state.append(" !", style="bold yellow")  # stalled, or memory near capacity: the alert says which
         loss = f"{r.loss:.4f}" if r.loss is not None else "-"
-        gpus = "cpu" if r.gpus == "" else (r.gpus or "all")
+        gpus = ",".join(n.name for n in r.nodes) if r.nodes else "cpu" if r.gpus == "" else (r.gpus or "all")
         progress = Text(r.problem, style="red") if r.problem else Text(r.detail or "", style="dim") \
             if r.state == "queued" else render.progress(r.step, r.total_steps)
         return (r.id, state, progress, loss,
