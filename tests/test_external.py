@@ -171,3 +171,30 @@ def test_resume_brings_a_stopped_external_run_under_lftop(lftop, shell):
     again = lftop("resume", run_id, check=False)
     assert again.returncode == 1 and f"was resumed already as {resumed['run']}" in again.stderr
     lftop("stop", resumed["run"], "--grace", "1")
+
+
+async def test_the_app_lists_an_external_run_and_stops_it(shell, home):
+    from lftop.tui.app import LftopApp
+    from lftop.tui.screens import ConfirmScreen
+
+    proc = shell()
+    app = LftopApp(home, interval=0.25)
+    async with app.run_test(size=(120, 40)) as pilot:
+        async def seen(condition, what: str) -> None:
+            for _ in range(240):
+                if condition():
+                    return
+                await pilot.pause(0.25)
+            raise AssertionError(f"the app never showed {what}")
+
+        ext = lambda: next((r for r in app.runs if r.external and r.alive), None)  # noqa: E731
+        await seen(lambda: ext() is not None and (ext().step or 0) > 0, "the external run with its step")
+        app.runs_table.move_cursor(row=[str(k.value) for k in app.runs_table.rows].index(ext().id))
+        await pilot.press("p")
+        await seen(lambda: any("not started by lftop" in n.message for n in app._notifications), "the refusal")
+        await pilot.press("s")
+        await seen(lambda: isinstance(app.screen, ConfirmScreen), "the question")
+        await pilot.press("y")
+        await seen(lambda: proc.poll() is not None, "the external run to end")
+        await seen(lambda: any(r.external and r.state == "stopped" for r in app.runs), "its stopped record")
+        await pilot.press("q")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import json
 import threading
 import time
 
@@ -10,6 +11,7 @@ import pytest
 
 from conftest import ROOT, SLOWDOWN, needs_llamafactory, wait_for, write_profile
 from lftop import cli
+from lftop.runs.rundir import RunDir
 from lftop.runs.state import RunState
 from lftop.tui import render
 from lftop.tui.app import LftopApp
@@ -386,8 +388,6 @@ async def test_a_completed_run_continues_from_the_app(home, tmp_path, monkeypatc
     from conftest import stand_in_profile
     from lftop import ops
     from lftop.profiles import load
-    from lftop.runs.rundir import RunDir
-    from lftop.runs.state import RunState
     from lftop.runs.status import status
     from lftop.tui.screens import AskScreen
 
@@ -478,3 +478,61 @@ async def test_a_completed_runs_long_log_shows_its_last_lines_when_selected(home
         assert not at_the_end()
         await pilot.press("e")  # follows the log again from any focus (End moves the runs table's cursor)
         await until(pilot, at_the_end, 10, "the log followed again")
+
+
+async def test_marked_runs_share_the_chart_with_a_legend(home, tmp_path):
+    from lftop.runs.rundir import create
+
+    ids = []
+    for name, slope in (("lr1e-4", 1.0), ("lr3e-4", 2.0)):
+        out = tmp_path / name
+        out.mkdir()
+        (out / "trainer_log.jsonl").write_text("".join(
+            json.dumps({"current_steps": s, "total_steps": 40, "loss": 5 - slope * s / 40}) + "\n" for s in range(1, 41)))
+        run = create(home, name)
+        run.write_meta({"command": ["x"], "args": {}, "env": {}, "output_dir": str(out), "created": 1.0})
+        run.set_state(RunState.COMPLETED)
+        ids.append(run.id)
+    app = LftopApp(home, interval=0.25, select=ids[0])
+    async with app.run_test(size=(160, 45)) as pilot:
+        await until(pilot, lambda: len(app.runs) == 2, 30)
+        await pilot.press("m")
+        app.runs_table.move_cursor(row=[str(k.value) for k in app.runs_table.rows].index(ids[1]))
+        await pilot.press("m")
+        panel = app.query_one(CurvePanel)
+        await until(pilot, lambda: set(panel.losses) == set(ids), 30, "both runs' losses")
+        text = panel.render().plain.split("\n")
+        assert text[0].startswith("compare") and "steps 1..40" in text[0]
+        assert [line.split()[0] for line in text[1:3]] == ids  # the legend: each run's name in its colour
+        await pilot.press("m")  # unmark one: the chart is the selected run's again
+        await until(pilot, lambda: not panel.losses, 10)
+
+
+async def test_the_launch_screen_queues_a_run_that_does_not_fit_yet(home, tmp_path, monkeypatch):
+    import asyncio
+
+    from lftop import ops
+    from lftop.profiles import load
+    from lftop.runs.status import status
+    from test_queue import SIM, profile
+
+    monkeypatch.setenv("LFTOP_SIMULATE", SIM["LFTOP_SIMULATE"])
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "profiles").mkdir()
+    first = ops.launch(ops.plan(load(profile(tmp_path / "profiles", "a"))), home)
+    profile(tmp_path / "profiles", "b")  # the same size: it does not fit beside the first
+    await asyncio.to_thread(wait_for, lambda: status(first).alive, 30, "the first run")
+    app = LftopApp(home, interval=0.25, select=first.id)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("l")
+        await until(pilot, lambda: isinstance(app.screen, LaunchScreen) and app.screen.plan is not None, 30)
+        await pilot.press("down")  # b.toml
+        await until(pilot, lambda: app.screen.profile is not None and app.screen.profile.name == "b"
+                    and app.screen.plan is not None and app.screen.plan.verdict == "oom", 30, "b's verdict")
+        await pilot.press("w")
+        await until(pilot, lambda: any(r.state == "queued" for r in app.runs), 30, f"a queued run: {notes(app)}")
+        queued = next(r for r in app.runs if r.state == "queued")
+        assert "in queue" in queued.detail
+        await asyncio.to_thread(ops.stop, first)
+        await until(pilot, lambda: next(r for r in app.runs if r.id == queued.id).state != "queued", 60, "its start")
+        await asyncio.to_thread(ops.stop, RunDir(home / "runs" / queued.id))

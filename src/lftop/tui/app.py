@@ -20,7 +20,17 @@ from textual.widgets import Footer, Input, Static
 
 from lftop.runs.state import ENDED, RunState
 from lftop.tui import settings
-from lftop.tui.messages import ActionDone, Curves, FixFound, GpuSampled, LaunchBlocked, Launched, LogPolled, RunsPolled
+from lftop.tui.messages import (
+    ActionDone,
+    Compared,
+    Curves,
+    FixFound,
+    GpuSampled,
+    LaunchBlocked,
+    Launched,
+    LogPolled,
+    RunsPolled,
+)
 from lftop.tui.themes import load_themes
 from lftop.tui.widgets import CurvePanel, GpuPanel, LogTail, RunsTable
 
@@ -46,6 +56,7 @@ class LftopApp(App):
         Binding("f", "fix", "Fix OOM", id="lftop.fix"),
         Binding("c", "cycle_chart", "Chart", id="lftop.chart", show=False),
         Binding("e", "follow_log", "Follow log", id="lftop.follow", show=False),
+        Binding("m", "mark", "Mark to compare", id="lftop.mark", show=False),
         Binding("enter", "open", "Open", id="lftop.open", show=False),
         Binding("slash", "filter", "Filter", id="lftop.filter"),
         Binding("escape", "back", "Back", id="lftop.back", show=False),
@@ -81,6 +92,7 @@ class LftopApp(App):
         self._select = select
         self.selected_run = select  # read by the runs feed: whose log to follow
         self.chart_metric = "loss"  # read by the runs feed: which metric the chart draws
+        self.marked: frozenset[str] = frozenset()  # read by the runs feed: runs whose loss curves are compared
         self._heard: set[tuple[str, str]] = set()  # (run, alert) already rung for
         self.gpu_panel, self.runs_table = GpuPanel(id="gpus"), RunsTable(id="runs")
         self.curve_panel, self.log_tail = CurvePanel(id="curves"), LogTail(id="log")
@@ -228,6 +240,25 @@ class LftopApp(App):
         if isinstance(self.screen, RunScreen):
             self.screen.update(message.curves, message.lines)
 
+    def on_compared(self, message: Compared) -> None:
+        if not self._dashboard_gone():
+            self.curve_panel.compare(message.losses if len(self.marked) >= 2 else {})
+
+    def action_mark(self) -> None:
+        """Mark or unmark the selected run; two or more marked runs share the chart, a legend naming each."""
+        run = self._selected()
+        if run is None:
+            return self._refuse("no run selected")
+        self.marked = self.marked ^ {run.id}
+        self.runs_table.marked = self.marked
+        self.runs_table.show(self.runs, self.etas, self._needle)
+        if len(self.marked) < 2:
+            self.curve_panel.compare({})
+        self.notify(f"{len(self.marked)} run(s) marked" + ("" if len(self.marked) >= 2 else ": mark another to compare"),
+                    timeout=3)
+        if self.feeds:
+            self.feeds[0].thread.wake()
+
     def on_action_done(self, message: ActionDone) -> None:
         self.notify(message.text, severity=message.severity)
 
@@ -297,6 +328,8 @@ class LftopApp(App):
     def action_pause(self) -> None:
         if (run := self._target()) is None:
             return
+        if run.external and run.alive:
+            return self._refuse(f"{run.id} was not started by lftop: it can be stopped (s), not paused")
         if run.state != RunState.RUNNING:
             return self._refuse(f"{run.id} is {run.state}: only a running run can pause")
         self.control("pause", run.id)
@@ -308,7 +341,7 @@ class LftopApp(App):
             return self._ask_continue(run)
         if run.alive:
             return self._refuse(f"{run.id} is {run.state}: nothing to resume")
-        if not run.checkpoints:
+        if not run.checkpoints and not run.external:
             return self._refuse(f"{run.id} has no complete checkpoint to resume from")
         self.control("resume", run.id)
 
@@ -359,6 +392,13 @@ class LftopApp(App):
             if verb == "pause":
                 ops.pause(run)
                 text = f"{run_id}: pause requested, a checkpoint is saved at the next step"
+            elif verb == "stop" and ops.external.is_external(run_id) and not run.path.exists():
+                _, count = ops.external.stop(ops.external.find(run_id), self.home)
+                text = f"{run_id}: stopped ({count} processes); r resumes it under lftop"
+            elif verb == "resume" and run.meta().get("external") is True:
+                new, step = ops.external.resume(run, self.home)
+                self.post_message(Launched(new.id))
+                text = f"{run_id}: resumed as {new.id} from step {step}"
             elif verb in ("resume", "fix"):
                 if verb == "fix":
                     ops.wait_settled(run, 30)  # a failed run may take a moment to exit
@@ -394,17 +434,19 @@ class LftopApp(App):
 
         self.push_screen(LaunchScreen(self.home), self._launch_chosen)
 
-    def _launch_chosen(self, plan) -> None:
-        if plan is not None:
-            self.launch_plan(plan)
+    def _launch_chosen(self, choice) -> None:
+        if choice is not None:
+            plan, queue = choice
+            self.launch_plan(plan, queue=queue)
 
     @work(thread=True, group="control")
-    def launch_plan(self, plan, fresh: bool = False) -> None:
-        """Launch on the placement the launch screen estimated (it already asked about an OOM verdict)."""
+    def launch_plan(self, plan, fresh: bool = False, queue: bool = False) -> None:
+        """Launch on the placement the launch screen estimated (it already asked about an OOM verdict), or
+        queue the run until it fits."""
         from lftop import ops
 
         try:
-            run = ops.launch(plan, self.home, fresh=fresh, accept_oom=True)
+            run = ops.launch(plan, self.home, fresh=fresh, accept_oom=not queue, queue=queue)
             self.post_message(Launched(run.id))
         except ops.HoldsCheckpoints as exc:
             self.post_message(LaunchBlocked(plan, exc.owner, str(exc)))

@@ -13,8 +13,9 @@ from lftop.logs.history import RunLogs
 from lftop.runs import engines
 from lftop.runs.process import ProcessRef
 from lftop.runs.rundir import RunDir, all_runs, runs_root
+from lftop.runs.state import RunState
 from lftop.runs.status import RunStatus, all_statuses
-from lftop.tui.messages import Curves, GpuSampled, LogPolled, RunsPolled
+from lftop.tui.messages import Compared, Curves, GpuSampled, LogPolled, RunsPolled
 from lftop.tui.watch import RunsWatch
 
 TAIL_LINES = 2000
@@ -31,21 +32,42 @@ class RunsFeed:
         self._logs_for: str | None = None
         self._lock = Lock()
         self._chosen: RunStatus | None = None
+        self._outside: list[RunStatus] = []
+        self._polls = -1
         self.slurm_jobs: list[tuple[str, str]] = []  # (run dir, job) of running Slurm runs: the GPU feed samples their nodes
         self.thread = Sampler(self._poll, self._deliver, interval, quick=self._quick)
         self.watch = RunsWatch(runs_root(home), self.thread.wake)
 
+    EXTERNAL_EVERY = 5  # polls between scans of the process table for runs lftop did not start
+
+    def _external(self) -> list[RunStatus]:
+        """This user's llamafactory-cli / torchrun runs that lftop did not start, as rows (rescanned every few
+        polls: reading every process's command line is the costliest read here)."""
+        self._polls += 1
+        if self._polls % self.EXTERNAL_EVERY == 0:
+            from lftop.ops import external
+
+            self._outside = [RunStatus(
+                id=e.id, state=RunState.RUNNING, alive=True, process=e.root, step=e.step, total_steps=e.total_steps,
+                loss=e.loss, checkpoints=[], output_dir=e.output_dir or "", log="", gpus=e.cuda_visible_devices,
+                nproc=e.nproc, created=None, profile=e.config or "", external=True) for e in external.runs()]
+        return self._outside
+
     def _poll(self) -> list:
         statuses = all_statuses(all_runs(self.home))
+        recorded = {s.id for s in statuses}  # an external run lftop stopped has a record of the same id
+        statuses += [e for e in self._external() if e.id not in recorded]
         with self._lock:
             self.runs = [(s.id, s.process) for s in statuses if s.process is not None]
             self.slurm_jobs = [(str(Path(s.log).parent), s.job) for s in statuses
                                if s.engine == "slurm" and s.job and s.alive and (s.detail or "").startswith("RUNNING")]
         messages: list = [RunsPolled(statuses)]
         self._chosen = next((s for s in statuses if s.id == self.app.selected_run), None)
-        if self._chosen is not None:
+        if self._chosen is not None and not self._chosen.external:
             self.watch.follow(self._chosen.output_dir)
             messages.append(self._follow(self._chosen))
+        if self.app.marked:
+            messages.append(self._compared(statuses))
         return messages
 
     def _quick(self) -> list:
@@ -79,6 +101,13 @@ class RunsFeed:
                         h.step, h.total, h.eta_s, [f"{f.kind}: {f.message}" for f in h.failures[-5:]],
                         chart, loss if chart == "loss" else h.series(chart), names, h.diverged_at)
         return LogPolled(curves, lines, clear)
+
+    def _compared(self, statuses: list[RunStatus]) -> Compared:
+        """The loss of every marked run by step (from its trainer_log.jsonl), for the chart's overlay."""
+        from lftop.runs.compare import history
+
+        marked = [s for s in statuses if s.id in self.app.marked and s.output_dir]
+        return Compared({s.id: history(Path(s.output_dir)).loss for s in marked})
 
     def _deliver(self, messages) -> None:
         if isinstance(messages, Exception):

@@ -49,6 +49,14 @@ class Curves:
             self.chart_values = self.loss
 
 
+class Compared(Message):
+    """The loss by step of every run marked for comparison (the chart overlays them, with a legend)."""
+
+    def __init__(self, losses: dict[str, dict[int, float]]) -> None:
+        super().__init__()
+        self.losses = losses
+
+
 class LogPolled(Message):
     def __init__(self, curves: Curves, lines: list[str], reset: bool) -> None:
         super().__init__()

@@ -94,6 +94,33 @@ def curves(c: Curves, width: int, height: int) -> Text:
     return out
 
 
+COMPARE_COLOURS = ("green", "cyan", "magenta", "yellow", "blue", "red")
+
+
+def compared(losses: dict[str, dict[int, float]], width: int, height: int) -> Text:
+    """Marked runs' loss curves on one step axis and one scale, a row each, its colour and name the legend."""
+    out = Text("compare (m marks runs)  ", style="bold")
+    steps = sorted({s for curve in losses.values() for s in curve})
+    finite = [v for curve in losses.values() for v in curve.values() if math.isfinite(v)]
+    if not steps or not finite:
+        return out + Text("no loss logged yet", style="dim")
+    lo, hi = min(finite), max(finite)
+    out.append(f"loss {lo:.4f}..{hi:.4f}, steps {steps[0]}..{steps[-1]}", style="dim")
+    label_w = min(24, max(len(r) for r in losses) + 1)
+    cols = max(1, width - label_w - 1)
+    for i, (run, curve) in enumerate(list(losses.items())[:max(1, height - 1)]):
+        colour = COMPARE_COLOURS[i % len(COMPARE_COLOURS)]
+        # one column per slice of the common step axis; a run with no point in a slice leaves a gap
+        row = []
+        for c in range(cols):
+            first, last = steps[0] + (steps[-1] - steps[0] + 1) * c / cols, steps[0] + (steps[-1] - steps[0] + 1) * (c + 1) / cols
+            values = [v for s, v in curve.items() if first <= s < last]
+            row.append(chart([_bucket(values)], 1, 1, lo, hi)[0] if values else " ")
+        out.append(f"\n{run[-label_w + 1:]:<{label_w}}", style=colour)
+        out.append("".join(row), style=colour)
+    return out
+
+
 def bar(fraction: float | None, width: int) -> Text:
     if fraction is None:
         return Text("N/A".center(width), style="dim")

@@ -134,14 +134,16 @@ def profile_dirs(home: Path) -> list[Path]:
     return [d for d in (Path.cwd() / "profiles", home / "profiles", paths.shipped("profiles")) if d.is_dir()]
 
 
-class LaunchScreen(ModalScreen["Plan | None"]):
-    """Pick a profile, see its arguments and memory estimate on the GPUs it would get, apply suggestions, launch.
+class LaunchScreen(ModalScreen["tuple[Plan, bool] | None"]):
+    """Pick a profile, see its arguments and memory estimate on the GPUs it would get, apply suggestions, launch
+    now or queue until it fits.
 
-    Dismissed with the plan it showed, so the run gets exactly the GPUs that were estimated."""
+    Dismissed with the plan it showed (and whether to queue), so the run gets exactly the GPUs estimated."""
 
     BINDINGS = [
         Binding("escape", "dismiss_none", "Back", id="launch.back"),
         Binding("enter", "launch", "Launch", id="launch.go", priority=True),
+        Binding("w", "queue", "Queue until it fits", id="launch.queue"),
         *[Binding(str(i), f"apply({i})", show=False, id=f"launch.apply{i}") for i in range(1, 10)],
     ]
 
@@ -221,9 +223,16 @@ class LaunchScreen(ModalScreen["Plan | None"]):
         if plan.verdict == "oom":
             question = (f"{self.profile.name} is predicted to run out of memory "
                         f"({plan.report.per_gpu_gib:.1f} GiB > {plan.report.capacity_gib:.1f} GiB). Launch anyway?")
-            self.app.push_screen(ConfirmScreen(question), lambda yes: self.dismiss(plan) if yes else None)
+            self.app.push_screen(ConfirmScreen(question), lambda yes: self.dismiss((plan, False)) if yes else None)
             return
-        self.dismiss(plan)
+        self.dismiss((plan, False))
+
+    def action_queue(self) -> None:
+        """Wait (in the run's own detached process) until it fits its GPUs, then start by itself."""
+        if self.profile is None or self.profile.abstract or self.plan is None:
+            self.notify("choose a valid profile first", severity="warning")
+            return
+        self.dismiss((self.plan, True))
 
     def action_dismiss_none(self) -> None:
         self.dismiss(None)

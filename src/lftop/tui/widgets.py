@@ -52,6 +52,8 @@ class RunsTable(DataTable):
             self.add_column(Text(name), key=name)  # Text, not markup: parsing markup loads Rich's emoji table
         self.border_title = "Runs"
 
+    marked: frozenset[str] = frozenset()
+
     def show(self, runs: list[RunStatus], etas: dict[str, float | None], needle: str) -> None:
         wanted = [r for r in runs if not needle or needle in f"{r.id} {r.state} {r.profile}".lower()]
         keys = [r.id for r in wanted]
@@ -69,8 +71,7 @@ class RunsTable(DataTable):
             for column, value in zip(self.COLUMNS, self._cells(r, etas.get(r.id)), strict=True):
                 self.update_cell(r.id, column, value, update_width=True)
 
-    @staticmethod
-    def _cells(r: RunStatus, eta: float | None) -> tuple:
+    def _cells(self, r: RunStatus, eta: float | None) -> tuple:
         state = Text(r.state, style=render.STATE_STYLE.get(r.state, ""))
         if r.alerts:
             state.append(" !", style="bold yellow")  # stalled, or memory near capacity: the alert says which
@@ -78,7 +79,12 @@ class RunsTable(DataTable):
         gpus = ",".join(n.name for n in r.nodes) if r.nodes else "cpu" if r.gpus == "" else (r.gpus or "all")
         progress = Text(r.problem, style="red") if r.problem else Text(r.detail or "", style="dim") \
             if r.state == "queued" else render.progress(r.step, r.total_steps)
-        return (r.id, state, progress, loss,
+        name = Text(r.id, style="bold" if r.id in self.marked else "")
+        if r.id in self.marked:
+            name = Text("+", style="bold cyan") + name
+        elif r.external:
+            name.stylize("italic")
+        return (name, state, progress, loss,
                 render.duration(eta) if r.state == "running" else "-", gpus, render.age(r.created))
 
     def selected(self) -> str | None:
@@ -97,13 +103,20 @@ class CurvePanel(Widget):
         super().__init__(**kw)
         self.border_title = "Loss"
         self.curves: Curves | None = None
+        self.losses: dict[str, dict[int, float]] = {}  # runs marked for comparison
 
     def show(self, c: Curves) -> None:
         self.curves = c
         self.border_title = f"Loss · {c.run}"
         self.refresh()
 
+    def compare(self, losses: dict[str, dict[int, float]]) -> None:
+        self.losses = losses
+        self.refresh()
+
     def render(self) -> Text:
+        if len(self.losses) >= 2:
+            return render.compared(self.losses, self.content_size.width, self.content_size.height)
         if self.curves is None:
             return Text("no run selected", style="dim")
         return render.curves(self.curves, self.content_size.width, self.content_size.height)
