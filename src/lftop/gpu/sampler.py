@@ -43,9 +43,9 @@ class Sampler(threading.Thread):
 
     A slow poll delays the next instead of overlapping it. `wake()` asks for a poll now (a file changed):
     `quick()`, when given, for a change that needs only part of a poll, else `take()`; woken polls are at
-    least MIN_GAP apart, so a run that writes a thousand lines a second costs what twenty polls do."""
+    least MIN_GAP apart, so a run that writes a thousand lines a second costs what four polls do."""
 
-    MIN_GAP = 0.05
+    MIN_GAP = 0.25
 
     def __init__(self, take: Callable[[], object], deliver: Callable[[object], None], interval: float = 1.0,
                  quick: Callable[[], object] | None = None):
