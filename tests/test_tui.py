@@ -536,3 +536,25 @@ async def test_the_launch_screen_queues_a_run_that_does_not_fit_yet(home, tmp_pa
         await asyncio.to_thread(ops.stop, first)
         await until(pilot, lambda: next(r for r in app.runs if r.id == queued.id).state != "queued", 60, "its start")
         await asyncio.to_thread(ops.stop, RunDir(home / "runs" / queued.id))
+
+
+async def test_the_gpu_sampler_keeps_each_runs_nvml_peak_for_show(home, tmp_path, monkeypatch, lftop):
+    """A run on a simulated GPU holds its predicted 17 GiB; the app's GPU sampler records the most NVML showed
+    its processes holding, and `lftop show` puts it beside the prediction."""
+    import asyncio
+
+    from lftop import ops
+    from lftop.profiles import load
+    from lftop.runs.status import status
+    from test_queue import SIM, profile
+
+    monkeypatch.setenv("LFTOP_SIMULATE", SIM["LFTOP_SIMULATE"])
+    run = ops.launch(ops.plan(load(profile(tmp_path, "a"))), home)
+    await asyncio.to_thread(wait_for, lambda: status(run).alive, 30, "the run")
+    app = LftopApp(home, interval=0.25)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: run.nvml_peaks().get("0", 0) > 16 << 30, 30, "the recorded NVML peak")
+        await pilot.press("q")
+    shown = await asyncio.to_thread(lftop.json, "show", run.id, "--json", env=SIM)
+    assert shown["peak"]["nvml_gib"]["0"] == pytest.approx(17.0, abs=0.1) and shown["peak"]["predicted_gib"] == 17.02
+    await asyncio.to_thread(ops.stop, run)

@@ -15,6 +15,7 @@ from lftop.profiles import ProfileError, convert
 from lftop.profiles import load as load_profile
 from lftop.runs import rundir
 from lftop.runs.status import all_statuses, status
+from lftop.units import GIB
 
 
 def run(args: argparse.Namespace) -> int:
@@ -264,12 +265,16 @@ def _peak(run: rundir.RunDir) -> dict | None:
     from lftop.estimate.learned import measured_peak
 
     peak = measured_peak(run.path)
-    if peak is None:
+    nvml = run.nvml_peaks()
+    if peak is None and not nvml:
         return None
     predicted = run.meta().get("predicted_gib")
-    return {"allocated_gib": round(peak.allocated_gib, 2), "reserved_gib": round(peak.reserved_gib, 2),
-            "gpu": peak.gpu, "ranks": peak.ranks, "oom": peak.oom, "near_capacity": peak.near_capacity,
-            "predicted_gib": predicted if isinstance(predicted, (int, float)) else None}
+    found = {"predicted_gib": predicted if isinstance(predicted, (int, float)) else None,
+             "nvml_gib": {gpu: round(b / GIB, 2) for gpu, b in nvml.items()}}
+    if peak is not None:
+        found.update(allocated_gib=round(peak.allocated_gib, 2), reserved_gib=round(peak.reserved_gib, 2),
+                     gpu=peak.gpu, ranks=peak.ranks, oom=peak.oom, near_capacity=peak.near_capacity)
+    return found
 
 
 def _me() -> str:
@@ -293,9 +298,11 @@ def cmd_show(args: argparse.Namespace) -> int:
         if key not in ("log_tail", "failure", "peak"):
             print(f"{key:>12}: {value}")
     if peak := data["peak"]:
-        predicted = f", predicted {peak['predicted_gib']:.1f} GiB" if peak["predicted_gib"] is not None else ""
-        print(f"{'peak':>12}: {peak['reserved_gib']:.1f} GiB reserved, {peak['allocated_gib']:.1f} GiB allocated "
-              f"per GPU ({peak['gpu']}){predicted}")
+        said = [f"{peak['reserved_gib']:.1f} GiB reserved, {peak['allocated_gib']:.1f} GiB allocated per GPU "
+                f"({peak['gpu']})"] if "reserved_gib" in peak else []
+        said += [f"NVML {', '.join(f'GPU {g} {v:.1f} GiB' for g, v in peak['nvml_gib'].items())}"] if peak["nvml_gib"] else []
+        said += [f"predicted {peak['predicted_gib']:.1f} GiB"] if peak["predicted_gib"] is not None else []
+        print(f"{'peak':>12}: {'; '.join(said)}")
     if current.failure:
         print(f"{'failure':>12}: {current.failure.get('kind')}: {current.failure.get('message')}")
     if current.log_tail:

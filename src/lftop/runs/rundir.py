@@ -161,6 +161,22 @@ class RunDir:
                 found.append(event)
         return found
 
+    def nvml_peaks(self) -> dict[str, int]:
+        """The most GPU memory NVML has shown the run's processes holding, by GPU index (bytes)."""
+        try:
+            data = json.loads((self.path / "nvml_peak.json").read_bytes())
+        except (OSError, ValueError):
+            return {}
+        return {k: v for k, v in data.items() if type(v) is int} if isinstance(data, dict) else {}
+
+    def record_nvml_peaks(self, used: dict[str, int]) -> None:
+        """Keep the larger of the recorded and the `used` bytes of each GPU (the GPU sampler's reading)."""
+        peaks = self.nvml_peaks()
+        if all(peaks.get(gpu, 0) >= value for gpu, value in used.items()):
+            return
+        write_atomic(self.path / "nvml_peak.json",
+                     json.dumps({gpu: max(value, peaks.get(gpu, 0)) for gpu, value in {**peaks, **used}.items()}))
+
     def open_log(self) -> IO[bytes]:
         """training.log for appending (a child's stdout and stderr)."""
         return os.fdopen(open_private(self.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT), "ab")

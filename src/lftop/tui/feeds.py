@@ -135,8 +135,23 @@ class GpuFeed:
 
     def _poll(self):
         local = sample(self.nvml, self.runs_feed.process_refs(), [self.home])
+        self._record_peaks(local)
         nodes = self._nodes()
         return replace(local, nodes=nodes) if nodes else local
+
+    def _record_peaks(self, s) -> None:
+        """Each of this user's runs' largest NVML memory per GPU, kept in its run directory (`lftop show`)."""
+        used: dict[str, dict[str, int]] = {}
+        for d in s.gpus.devices:
+            for p in d.processes:
+                o = s.owners.get(p.pid)
+                if o is not None and o.run and o.mine and p.used_bytes:
+                    per_gpu = used.setdefault(o.run, {})
+                    per_gpu[str(d.index)] = per_gpu.get(str(d.index), 0) + p.used_bytes
+        for run_id, per_gpu in used.items():
+            run = RunDir(runs_root(self.home) / run_id)
+            if run.problem() is None:
+                run.record_nvml_peaks(per_gpu)
 
     def _nodes(self) -> dict[str, dict]:
         """The latest sample of every node of every running Slurm run; streams open and close with the jobs."""
