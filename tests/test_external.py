@@ -187,7 +187,8 @@ async def test_the_app_lists_an_external_run_and_stops_it(shell, home):
                 await pilot.pause(0.25)
             raise AssertionError(f"the app never showed {what}")
 
-        ext = lambda: next((r for r in app.runs if r.external and r.alive), None)  # noqa: E731
+        ext = lambda: next((r for r in app.runs  # noqa: E731 -- the one this test started, not another of this user's
+                            if r.external and r.alive and r.process and r.process.pid == proc.pid), None)
         await seen(lambda: ext() is not None and (ext().step or 0) > 0, "the external run with its step")
         app.runs_table.move_cursor(row=[str(k.value) for k in app.runs_table.rows].index(ext().id))
         await pilot.press("p")

@@ -48,7 +48,7 @@ def test_a_run_whose_steps_stop_is_flagged_stalled_and_the_notify_command_hears(
     shown = wait_for(lambda: (s := lftop.json("show", run, "--json"))["stalled"] and s, 60, "the stall flag")
     assert shown["state"] == "running" and shown["since_last_step"] >= 2 and shown["step"] == 3
     assert any(a.startswith("stalled") for a in shown["alerts"])
-    assert [r["stalled"] for r in lftop.json("ls", "--json")] == [True]
+    assert [r["stalled"] for r in lftop.json("ls", "--json") if r["run"] == run] == [True]
     events = [json.loads(line) for line in (lftop.home / "runs" / run / "events.jsonl").read_text().splitlines()]
     assert [e for e in events if e["event"] == "stalled"][0]["step"] == 3
     stall = wait_for(lambda: [e for e in heard_events(heard) if e["event"] == "stalled"], 30, "the notify command")

@@ -8,6 +8,7 @@ killed) with the same working directory and output_dir. Only the caller's own pr
 
 from __future__ import annotations
 
+import getpass
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,7 +45,12 @@ class ExternalRun:
     gpus: tuple[int, ...] | None = field(default=None)  # GPUs its processes hold (NVML), when known
 
     def to_dict(self) -> dict:
-        return {"run": self.id, "external": True, "state": "running", "alive": True, "pid": self.root.pid,
+        """The keys of a run's `ls --json` row (RunStatus.to_dict), and what only an external run has."""
+        return {"engine": "external", "owner": getpass.getuser(), "problem": None, "stalled": False,
+                "since_last_step": None, "alerts": [], "job": None, "detail": None, "nodes": [], "checkpoints": [],
+                "log": None, "created": self.root.create_time, "profile": self.config or "", "failure": None,
+                "log_tail": [],
+                "run": self.id, "external": True, "state": "running", "alive": True, "pid": self.root.pid,
                 "pids": list(self.pids), "command": self.command, "cwd": self.cwd, "config": self.config,
                 "output_dir": self.output_dir, "step": self.step, "total_steps": self.total_steps,
                 "loss": self.loss, "nproc": self.nproc, "cuda_visible_devices": self.cuda_visible_devices,
