@@ -56,6 +56,21 @@ def test_a_fresh_start_into_a_used_output_dir_never_mixes_with_the_earlier_run(l
     assert lftop.json("show", a, "--json")["step"] == 30
 
 
+def test_a_fresh_start_from_a_named_checkpoint_keeps_that_checkpoint_in_place(lftop, tmp_path):
+    """--force past the estimate with resume_from_checkpoint set: nothing is set aside (it would move the very
+    checkpoint the run starts from)."""
+    out = tmp_path / "out"
+    run = lftop.json("launch", str(stand_in_profile(tmp_path, str(out))), "--json")["run"]
+    wait_for(own_checkpoint_written(lftop, run), 60, "the stand-in's checkpoint")
+    lftop("stop", run)
+    profile = stand_in_profile(tmp_path, str(out), "again")
+    profile.write_text(profile.read_text() + f'resume_from_checkpoint = "{out / "checkpoint-5"}"\n')
+    second = lftop.json("launch", str(profile), "--force", "--json")["run"]
+    assert (out / "checkpoint-5" / "trainer_state.json").is_file()
+    assert not [p for p in out.iterdir() if p.name.startswith("set-aside-")]
+    lftop("stop", second)
+
+
 def test_aliases_of_a_busy_output_dir_are_refused(lftop, tmp_path):
     (tmp_path / "sub").mkdir()
     (tmp_path / "link").symlink_to(tmp_path / "out2")

@@ -49,6 +49,8 @@ def test_stop_cancels_a_queued_run(lftop, tmp_path):
     assert refused.returncode == 1 and "queued" in refused.stderr
     lftop("stop", queued, env=SIM)
     assert lftop.json("show", queued, "--json", env=SIM)["state"] == "stopped"
+    never = lftop("resume", queued, check=False, env=SIM)
+    assert never.returncode == 1 and "never started" in never.stderr and "Traceback" not in never.stderr
     lftop("stop", first, env=SIM)
     assert lftop.json("show", queued, "--json", env=SIM)["state"] == "stopped"  # it never starts
 

@@ -26,6 +26,7 @@ DAMAGED = {
     "pid-float": b'{"pid": 1.5, "command": []}', "created-text": b'{"created": "yesterday", "command": []}',
     "output-dir-number": b'{"output_dir": 5, "command": []}', "pid-1": b'{"pid": 1, "command": ["x"]}',
     "truncated": b'{"id": "x", "command": ["py', "not-utf8": b"\xff\xfe{}",
+    "job-number": b'{"engine": "slurm", "job": 5, "command": [], "args": {}, "env": {}, "output_dir": "/x"}',
 }
 
 

@@ -29,7 +29,8 @@ def test_a_final_state_with_a_live_process_reads_as_what_it_is_becoming(home, re
     run = create(home, "race")
     proc = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
     ref = ProcessRef.of(proc.pid)
-    run.write_meta({"command": ["x"], "output_dir": str(home / "out"), "pid": ref.pid, "create_time": ref.create_time})
+    run.write_meta({"command": ["x"], "args": {}, "env": {}, "output_dir": str(home / "out"), "pid": ref.pid,
+                    "create_time": ref.create_time})
     run.set_state(RunState(recorded))
     try:
         current = status(run)
@@ -79,7 +80,7 @@ def test_stop_reads_stopped_only_with_the_tree_gone(home, tmp_path):
                        f'stage = "sft"\noutput_dir = "{tmp_path / "out"}"\nlogging_steps = 1\n')
     run = ops.launch(ops.plan(load(profile)), home)
     wait_for(lambda: status(run).alive, 30, "the run to start")
-    wait_for(lambda: any(p.name() == "sleep" for p in status(run).process.process().children(recursive=True)), 30,
+    wait_for(lambda: any(p.name() == "sleep" for p in _children(run)), 30,
              "the trainer's loop")
     ops.stop(run, grace=10)
     current = status(run)
@@ -87,6 +88,15 @@ def test_stop_reads_stopped_only_with_the_tree_gone(home, tmp_path):
     events = [e["event"] for e in run.events()]
     assert events.index("stop requested") < events.index("stopped")
     assert _tagged(run.id) == []
+
+
+def _children(run) -> list[psutil.Process]:
+    """The run's supervisor's descendants now (none while it is not yet, or no longer, there)."""
+    proc = run.process_ref().process() if run.process_ref() else None
+    try:
+        return proc.children(recursive=True) if proc else []
+    except psutil.NoSuchProcess:
+        return []
 
 
 def _tagged(run_id: str) -> list[int]:

@@ -558,3 +558,19 @@ async def test_the_gpu_sampler_keeps_each_runs_nvml_peak_for_show(home, tmp_path
     shown = await asyncio.to_thread(lftop.json, "show", run.id, "--json", env=SIM)
     assert shown["peak"]["nvml_gib"]["0"] == pytest.approx(17.0, abs=0.1) and shown["peak"]["predicted_gib"] == 17.02
     await asyncio.to_thread(ops.stop, run)
+
+
+async def test_a_home_the_app_creates_is_private(tmp_path):
+    import os
+    import stat
+
+    home = tmp_path / "fresh-home"
+    old = os.umask(0o022)
+    try:
+        app = LftopApp(home, interval=0.25)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await until(pilot, lambda: (home / "runs").is_dir(), 30, "the runs folder")
+            await pilot.press("q")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700 and stat.S_IMODE((home / "runs").stat().st_mode) == 0o700

@@ -414,11 +414,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from lftop.tui import open_app
 
     os.environ.setdefault("LFTOP_SIMULATE", "2")
+    for folder in ("tiny", "profiles", "saves"):  # in a shared home, never a folder another user made
+        path = args.home / folder
+        if path.exists() and (path.lstat().st_uid != os.getuid() or path.lstat().st_mode & 0o022 or path.is_symlink()):
+            raise ops.Refused(f"{path} is another user's (or writable by others): run the demo with a home of your "
+                              "own (--home ~/lftop-demo)")
+        rundir.make_private_dir(path)
     print("building the tiny model (a few seconds)...", flush=True)
     tinymodel.build(args.home / "tiny")
     demo = args.home / "profiles" / "demo.toml"
-    demo.parent.mkdir(parents=True, exist_ok=True)
-    demo.write_text(
+    rundir.write_atomic(
+        demo,
         "# Written by `lftop demo`: the shipped CPU demo, into a fresh output_dir.\n"
         f'[profile]\nextends = "{paths.shipped("profiles") / "demo-cpu.toml"}"\n\n'
         f'[train]\noutput_dir = "$LFTOP_HOME/saves/demo-{time.strftime("%Y%m%d-%H%M%S")}"\n'

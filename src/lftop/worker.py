@@ -66,7 +66,7 @@ def record_memory(run_dir, step, peaks, final=False):
     fields = {"time": time.time(), "rank": RANK, "step": step, "final": final, **peaks}
     if final:
         fields["versions"] = versions()
-    fd = os.open(os.path.join(run_dir, MEMORY_FILE), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    fd = os.open(os.path.join(run_dir, MEMORY_FILE), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     try:
         os.write(fd, (json.dumps(fields) + "\n").encode())
     finally:

@@ -1,7 +1,7 @@
 """Learning from finished runs: each run's measured peak beside what the model predicted, kept in the home.
 
 The worker appends each rank's torch.cuda.max_memory_allocated / max_memory_reserved to RUN_DIR/memory.jsonl.
-After a run, `ingest` keeps one record per run in HOME/calibration.jsonl: the setup's key (model family,
+After a run, `ingest` keeps one record per run in HOME/calibration-<uid>.jsonl: the setup's key (model family,
 finetuning method, stage, quantization), the GPU model, the library versions, the raw prediction with its
 terms, and the measured peak as nvidia-smi would see it (reserved plus the CUDA context). The next estimate
 of a similar setup on this machine is scaled by the median measured/predicted ratio of up to the last
@@ -21,7 +21,11 @@ from lftop.estimate.arch import Arch
 from lftop.estimate.memory import CUDA_CONTEXT, Estimate, Setup
 from lftop.units import GIB
 
-HISTORY = "calibration.jsonl"
+
+def _history(home: Path) -> Path:
+    """This user's calibration records in the home (one file per user: in a shared home another user's is
+    neither readable nor trusted)."""
+    return Path(home) / f"calibration-{os.getuid()}.jsonl"
 MEMORY_FILE = "memory.jsonl"  # written by lftop.worker
 KEEP = 10  # the most recent similar runs a correction uses
 MAX_LINE = 1 << 16
@@ -122,12 +126,12 @@ def measured_peak(run_dir: Path) -> Peak | None:
 
 
 def record(home: Path, run_id: str, arch: Arch, s: Setup, predicted: Estimate, peak: Peak) -> dict:
-    """Append one finished run's prediction and measurement to HOME/calibration.jsonl."""
+    """Append one finished run's prediction and measurement to HOME/calibration-<uid>.jsonl."""
     entry = {"run": run_id, "time": time.time(), "key": key(arch, s), "gpu": peak.gpu, "versions": peak.versions,
              "predicted_gib": round(predicted.per_gpu_gib, 4),
              "terms": {k: round(v, 4) for k, v in predicted.breakdown.items()},
              "measured_gib": round(peak.smi_gib, 4), "allocated_gib": round(peak.allocated_gib, 4)}
-    fd = os.open(Path(home) / HISTORY, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    fd = os.open(_history(home), os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
     try:
         os.write(fd, (json.dumps(entry) + "\n").encode())
     finally:
@@ -136,7 +140,7 @@ def record(home: Path, run_id: str, arch: Arch, s: Setup, predicted: Estimate, p
 
 
 def history(home: Path) -> list[dict]:
-    path = Path(home) / HISTORY
+    path = _history(home)
     return _lines(path) if _own(path) else []
 
 

@@ -178,15 +178,15 @@ class Nvml:
         )
 
 
-_shared: Nvml | None = None
+_shared: dict[str | None, Nvml] = {}
 
 
 def shared() -> Nvml:
-    """The process-wide NVML session."""
-    global _shared
-    if _shared is None:
-        _shared = Nvml()
-    return _shared
+    """The process-wide NVML session; one per LFTOP_SIMULATE value (`--simulate` and the tests set it)."""
+    key = os.environ.get("LFTOP_SIMULATE") or None
+    if key not in _shared:
+        _shared[key] = Nvml()
+    return _shared[key]
 
 
 def device_count() -> int:

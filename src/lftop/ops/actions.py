@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from pathlib import Path
 
@@ -57,11 +58,16 @@ def _busy(home: Path, output_dir: Path, but: str | None = None) -> RunDir | None
     """A live run writing into `output_dir` (compared resolved: symlinks and `..` name the same folder)."""
     for other in rundir.all_runs(home):
         other_dir = other.meta().get("output_dir")
-        if other.id == but or not isinstance(other_dir, str):
-            continue
+        if other.id == but or not isinstance(other_dir, str) or other.problem() is not None:
+            continue  # a file another user could have planted never blocks a launch
         if Path(other_dir).resolve() == output_dir and status(other).alive:
             return other
     return None
+
+
+def _in(cwd: Path, python: str) -> str:
+    """A relative interpreter path as the supervisor will see it: from the run's working directory."""
+    return str(cwd / python) if os.sep in python and not os.path.isabs(python) else python
 
 
 def _check_interpreter(python: str | None) -> None:
@@ -106,7 +112,7 @@ def launch(plan: Plan, home: Path, fresh: bool = False, accept_oom: bool = False
             hint = f"`lftop resume {owner.id}` continues them" if owner else "set `resume_from_checkpoint` to continue them"
             raise HoldsCheckpoints(f"{output_dir} already holds {what}: {hint}, or pass --force to start fresh "
                                    "(lftop sets the older files aside, it deletes nothing)", owner.id if owner else None)
-        if fresh and output_dir.is_dir() and any(not p.name.startswith(ASIDE) for p in output_dir.iterdir()):
+        if fresh and not resuming and output_dir.is_dir() and any(not p.name.startswith(ASIDE) for p in output_dir.iterdir()):
             set_aside(home, output_dir)
         run = rundir.create(home, profile.name)
         with run.lock():
@@ -168,7 +174,9 @@ def _world(run: RunDir, meta: dict, gpus: int | None, overrides: dict) -> dict:
     if meta.get("engine", "local") != "local":
         raise Refused(f"{run.id}: --gpus changes a local run's ranks; a {meta['engine']} run's size is its "
                       "profile's nodes x nproc_per_node")
-    accumulation = int(overrides.get("gradient_accumulation_steps", meta["args"].get("gradient_accumulation_steps", 1)))
+    accumulation = overrides.get("gradient_accumulation_steps", meta["args"].get("gradient_accumulation_steps", 1))
+    if type(accumulation) is not int or accumulation < 1:
+        raise Refused(f"{run.id}: gradient_accumulation_steps is {accumulation!r} in run.json, not a count")
     total = accumulation * old
     if total % gpus:
         raise Refused(f"{run.id}: {old} rank(s) x {accumulation} accumulation steps = {total} does not divide by "
@@ -209,7 +217,9 @@ def resume(run: RunDir, home: Path, overrides: dict | None = None, source: Path 
         if not cwd.is_dir():
             raise Refused(f"{run.id}: its working directory {cwd} is gone; recreate it (relative paths in the "
                           "profile are read from there)")
-        _check_interpreter(meta.get("python") or meta["command"][0])
+        if not meta["command"]:
+            raise Refused(f"{run.id} never started (it was cancelled in the queue): launch its profile again")
+        _check_interpreter(_in(cwd, meta.get("python") or meta["command"][0]))
         world = _world(run, meta, gpus, overrides)
         with home_lock(home):
             output_dir = Path(meta["output_dir"]).resolve()

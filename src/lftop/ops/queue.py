@@ -93,7 +93,7 @@ def main(run_dir: str) -> int:
             ahead = len(_queued_before(home, run))
             rundir.write_atomic(run.path / "queue", json.dumps({"position": ahead + 1, "waiting_for": reason}))
         time.sleep(POLL)
-    notify.send(run, "started", wait=False, state=str(RunState.STARTING), reason=f"waited {waited} s in the queue")
+    notify.send(run, "started", state=str(RunState.STARTING), reason=f"waited {waited} s in the queue")
     return supervisor.main(run_dir)
 
 

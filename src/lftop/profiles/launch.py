@@ -96,8 +96,9 @@ def _seconds(value: object) -> str | None:
 def check_python(value: object) -> str | None:
     """An interpreter that exists and is executable: a path (relative to where lftop runs) or a name on PATH.
 
-    Whether it can import llamafactory is not checked here: that imports torch, seconds per profile, so
-    `validate` stays fast and the launch path checks it."""
+    Whether it can import llamafactory is not checked: that imports torch, seconds per profile. An
+    interpreter without it fails at its first line, and the run is recorded as failed with Python's own
+    ModuleNotFoundError in its log (`lftop doctor --python PATH` checks it beforehand)."""
     if not isinstance(value, str) or not value:
         return f"expected the path of a Python interpreter, got {shown(value)}"
     hint = "; give the Python that has llamafactory installed (`which python` in its environment)"

@@ -1,7 +1,7 @@
 """Notifications with no app open: `[notify] command = ["prog", "arg"]` in the home's config.toml runs for a
 run's completed, failed, paused, stalled and started-from-queue events, with the event as one JSON object on
 its standard input. Fired by the run's own detached process; a failing or hanging command is killed after
-10 s and recorded as an event, never holding the run up.
+10 s and recorded as an event; it runs in a detached process of its own, never holding the run up.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import json
 import os
 import stat
 import subprocess
-import threading
+import sys
 from pathlib import Path
 
 from lftop.profiles import tomlfile
@@ -44,16 +44,25 @@ def command(home: Path) -> tuple[str, ...] | None:
     return argv(table.get("command")) if isinstance(table, dict) else None
 
 
-def send(run: RunDir, event: str, wait: bool = True, **fields) -> None:
-    """Run the notify command (if any) for `event`; with `wait` False, in a thread of its own."""
-    found = command(run.path.parent.parent)
-    if found is None:
+def send(run: RunDir, event: str, **fields) -> None:
+    """Run the notify command (if any) for `event` in a detached process of its own (`python -m
+    lftop.runs.notify RUN_DIR EVENT_JSON`), which kills it after TIMEOUT s: the caller never waits for it and
+    may exit at once."""
+    if command(run.path.parent.parent) is None:
         return
-    payload = {"run": run.id, "event": event, **fields}
-    if wait:
-        _run(run, found, payload)
-    else:
-        threading.Thread(target=_run, args=(run, found, payload), name="lftop-notify", daemon=True).start()
+    payload = json.dumps({"run": run.id, "event": event, **fields})
+    env = {k: v for k, v in os.environ.items() if k != "LFTOP_RUN_ID"}  # not a process of the run: stop leaves it
+    subprocess.Popen([sys.executable, "-m", "lftop.runs.notify", str(run.path), payload], stdin=subprocess.DEVNULL,
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True,
+                     env=env)
+
+
+def main(run_dir: str, payload: str) -> int:
+    run = RunDir(Path(run_dir))
+    found = command(run.path.parent.parent)
+    if found is not None:
+        _run(run, found, json.loads(payload))
+    return 0
 
 
 def _run(run: RunDir, found: tuple[str, ...], payload: dict) -> None:
@@ -69,3 +78,7 @@ def _run(run: RunDir, found: tuple[str, ...], payload: dict) -> None:
     if done.returncode != 0:
         run.event("notify failed", command=list(found), reason=f"exit {done.returncode}",
                   stderr=done.stderr.strip()[-500:])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1], sys.argv[2]))

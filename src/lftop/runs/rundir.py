@@ -21,7 +21,8 @@ from lftop.runs.process import ProcessRef
 from lftop.runs.state import RunState
 
 _META = {"args": (dict,), "env": (dict,), "output_dir": (str,), "cwd": (str,), "nproc": (int,), "engine": (str,),
-         "pid": (int,), "create_time": (float, int), "created": (float, int), "gpus": (str, type(None))}
+         "pid": (int,), "create_time": (float, int), "created": (float, int), "gpus": (str, type(None)),
+         "job": (str,), "jobs": (list,), "python": (str, type(None))}
 _REQUIRED = ("command", "args", "env", "output_dir")
 _NOFOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC
 

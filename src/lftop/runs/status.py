@@ -68,11 +68,17 @@ def _log_tail(path: Path, count: int = 10) -> list[str]:
     return [seg for line in lines for seg in line.split("\r") if seg.strip()][-count:]
 
 
+def _readable(run: RunDir) -> bool:
+    """Whether run.json's fields can be read as the engine expects (another user's may still be; a damaged
+    one is shown as not alive rather than read wrongly)."""
+    return not (run.problem() or "").startswith("run.json is damaged")
+
+
 def _settled(run: RunDir, engine: engines.Engine) -> tuple[RunState, Live]:
     """The state to show and what the engine sees, read so that no ending between the two reads is missed:
     a run that writes its final state and then exits is read as alive-and-final, then gone-and-final."""
     recorded = run.recorded_state() or RunState.STARTING
-    live = engine.live(run)
+    live = engine.live(run) if _readable(run) else Live(alive=False)
     if not live.alive and recorded not in FINAL:
         recorded = run.recorded_state() or RunState.STARTING  # it may have finished between the two reads
     started = live.process is not None or live.job is not None

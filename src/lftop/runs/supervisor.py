@@ -40,22 +40,28 @@ def main(run_dir: str) -> int:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     port = str(free_port())
     command = [port if part == "{port}" else part for part in meta["command"]]
+    started: list[subprocess.Popen] = []
+    asked: list[int] = []
+
+    def forward(signum, _frame):  # installed before the child starts: a stop in between is never lost
+        run.request("stop")
+        asked.append(signum)
+        for child in started:
+            child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
     try:
-        child = subprocess.Popen(command, env={**os.environ, **meta["env"]}, stdin=subprocess.DEVNULL,
-                                 cwd=meta.get("cwd") or None)
+        started.append(subprocess.Popen(command, env={**os.environ, **meta["env"]}, stdin=subprocess.DEVNULL,
+                                        cwd=meta.get("cwd") or None))
     except OSError as exc:  # a missing interpreter, a working directory removed since the launch
         where = exc.filename or command[0]
         _fail(run, "start", f"cannot start {command[0]}: {exc.strerror} ({where})")
         run.event("exited", rc=None)
         return 0
-
-    def forward(signum, _frame):
-        run.request("stop")
-        child.send_signal(signum)
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    record_exit(run, _watch(run, meta, child))
+    if asked:
+        started[0].send_signal(asked[-1])
+    record_exit(run, _watch(run, meta, started[0]))
     return 0
 
 
@@ -87,7 +93,7 @@ def _watch(run: RunDir, meta: dict, child: subprocess.Popen) -> int:
             return child.wait(timeout=min(CHECK, stall_after or CHECK))
         except subprocess.TimeoutExpired:
             if watch.check():
-                notify.send(run, "stalled", wait=False, step=watch.step, state=str(RunState.RUNNING),
+                notify.send(run, "stalled", step=watch.step, state=str(RunState.RUNNING),
                             reason=f"no new step for {watch.threshold():.0f} s")
 
 

@@ -275,7 +275,10 @@ class LftopApp(App):
         choices += [("f", "start fresh (older files set aside)"), ("c", "cancel")]
 
         def chosen(key: str | None) -> None:
-            if key == "r" and owner:
+            earlier = next((r for r in self.runs if r.id == owner), None)
+            if key == "r" and earlier is not None and earlier.state == RunState.COMPLETED:
+                self._ask_continue(earlier)  # a completed run trains on past its end
+            elif key == "r" and owner:
                 self.control("resume", owner)
             elif key == "f":
                 self.launch_plan(plan, fresh=True)

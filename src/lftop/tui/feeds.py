@@ -148,16 +148,21 @@ class GpuFeed:
                 if o is not None and o.run and o.mine and p.used_bytes:
                     per_gpu = used.setdefault(o.run, {})
                     per_gpu[str(d.index)] = per_gpu.get(str(d.index), 0) + p.used_bytes
+        if self.app.readonly:
+            return
         for run_id, per_gpu in used.items():
             run = RunDir(runs_root(self.home) / run_id)
-            if run.problem() is None:
-                run.record_nvml_peaks(per_gpu)
+            try:
+                if run.problem() is None:
+                    run.record_nvml_peaks(per_gpu)
+            except OSError:  # a full disk: the panel goes on, the peak is not kept
+                continue
 
     def _nodes(self) -> dict[str, dict]:
         """The latest sample of every node of every running Slurm run; streams open and close with the jobs."""
         jobs = dict((job, run_dir) for run_dir, job in self.runs_feed.running_jobs())
-        for job in [j for j in self.streams if j not in jobs]:
-            self.streams.pop(job).close()
+        for job in [j for j, stream in self.streams.items() if j not in jobs or not stream.running]:
+            self.streams.pop(job).close()  # ended, or its srun died: a new one opens while the job runs
         for job, run_dir in jobs.items():
             if job not in self.streams:
                 stream = engines.get("slurm").gpu_stream(RunDir(Path(run_dir)), self.thread.interval)
@@ -166,7 +171,9 @@ class GpuFeed:
         return {node: data for stream in self.streams.values() for node, data in stream.latest().items()}
 
     def stop(self) -> None:
+        """Stop sampling, then close every node stream (after the last poll: none is left open)."""
         self.thread.stop()
+        self.thread.join(self.thread.interval + 5)
         for stream in self.streams.values():
             stream.close()
 

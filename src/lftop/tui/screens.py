@@ -154,6 +154,7 @@ class LaunchScreen(ModalScreen["tuple[Plan, bool] | None"]):
         self.profile: Profile | None = None
         self.overrides: dict = {}
         self.plan: Plan | None = None
+        self.shown: Path | None = None  # the highlighted profile: only its estimate is shown and launched
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="launch"):
@@ -169,7 +170,9 @@ class LaunchScreen(ModalScreen["tuple[Plan, bool] | None"]):
 
     def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
         self.overrides = {}
-        self.evaluate(self.paths[event.option_index], {})
+        self.shown = self.paths[event.option_index]
+        self.profile = self.plan = None  # until its own estimate arrives
+        self.evaluate(self.shown, {})
 
     @work(thread=True, exclusive=True, group="estimate")
     def evaluate(self, path: Path, overrides: dict) -> None:
@@ -183,7 +186,7 @@ class LaunchScreen(ModalScreen["tuple[Plan, bool] | None"]):
                 profile = replace(profile, train={**profile.train, **overrides})
         except ProfileError as exc:
             text.append("\n".join(str(p) for p in exc.problems), style="bold red")
-            self.app.call_from_thread(self._show, None, None, text)
+            self.app.call_from_thread(self._show, path, None, None, text)
             return
         text.append(f"{profile.description or profile.name}\n", style="bold")
         for warning in profile.warnings:
@@ -192,18 +195,20 @@ class LaunchScreen(ModalScreen["tuple[Plan, bool] | None"]):
             text.append("a base for other profiles: launch one that extends it\n", style="yellow")
         text.append(f"effective batch {profile.effective_batch()}\n\n", style="dim")
         if profile.abstract:
-            self.app.call_from_thread(self._show, profile, None, text)
+            self.app.call_from_thread(self._show, path, profile, None, text)
             return
         plan = None
         try:
-            plan = ops.plan(profile)
+            plan = ops.plan(profile, home=self.home)
             _describe(plan, text)
         except Exception as exc:  # a surprising profile must not take the app down
             text.append(f"estimate failed: {type(exc).__name__}: {exc}\n", style="yellow")
         text.append("\n" + convert.to_yaml(profile.args()), style="dim")
-        self.app.call_from_thread(self._show, profile, plan, text)
+        self.app.call_from_thread(self._show, path, profile, plan, text)
 
-    def _show(self, profile: Profile | None, plan: Plan | None, text: Text) -> None:
+    def _show(self, path: Path, profile: Profile | None, plan: Plan | None, text: Text) -> None:
+        if path != self.shown:
+            return  # a slower estimate of a profile no longer highlighted: never the one Enter launches
         self.profile, self.plan = profile, plan
         self.query_one("#detail", Static).update(text)
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from lftop.runs.rundir import UnsafeHome, make_runs_root
+
 QUICK = ("training.log", "trainer_log.jsonl")  # the selected run's log and loss: a follow-only poll
 FULL = ("state", "events.jsonl", "run.json", "queue")  # a run's state: a poll of every run
 
@@ -40,13 +42,13 @@ class RunsWatch:
 
         self._handler = Handler()
         try:
-            runs_root.mkdir(parents=True, exist_ok=True)
+            make_runs_root(runs_root.parent)  # private (or sticky in a shared home), as lftop creates it anywhere
             observer = Observer()
             observer.schedule(self._handler, str(runs_root), recursive=True)
             observer.daemon = True
             observer.start()
             self._observer = observer
-        except OSError:  # e.g. inotify watches exhausted: polling alone
+        except (OSError, UnsafeHome):  # e.g. inotify watches exhausted: polling alone
             self._observer = None
 
     def follow(self, output_dir: str | None) -> None:

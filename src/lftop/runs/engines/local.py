@@ -57,7 +57,9 @@ class LocalEngine:
         procs = tree(run.process_ref(), run.id)
         run.request("stop")
         terminate(procs, grace)
-        return len(procs)
+        late = [p for p in tree(run.process_ref(), run.id) if p.pid not in {q.pid for q in procs}]
+        terminate(late, grace)  # a child started while the first ones were being stopped
+        return len(procs) + len(late)
 
     def live(self, run: RunDir) -> Live:
         ref = run.process_ref()
