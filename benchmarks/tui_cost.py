@@ -151,30 +151,34 @@ def latency(argv: list[str], env: dict, home: Path, samples: int) -> dict[str, l
                             start_new_session=True)
     os.close(sub_fd)
 
-    def until(marker: bytes, since: float, limit: float = 10) -> float:
-        seen = b""
-        while marker not in seen:
+    def until(markers: list[bytes], since: float, limit: float = 10) -> list[float]:
+        """Seconds from `since` until each marker has reached the terminal (one reader: nothing is missed)."""
+        seen, when = b"", [0.0] * len(markers)
+        while not all(when):
             if time.monotonic() - since > limit or not select.select([main_fd], [], [], limit)[0]:
-                raise RuntimeError(f"{marker!r} never reached the screen")
-            seen = seen[-len(marker):] + os.read(main_fd, 1 << 16)
-        return time.monotonic() - since
+                raise RuntimeError(f"{markers!r} never reached the screen")
+            seen += os.read(main_fd, 1 << 16)
+            for k, marker in enumerate(markers):
+                if not when[k] and marker in seen:
+                    when[k] = time.monotonic() - since
+            seen = seen[-max(len(m) for m in markers):]
+        return when
 
     found: dict[str, list[float]] = {"log line": [], "loss point": []}
     try:
-        until(b"Runs", time.monotonic(), 60)
+        until([b"Runs"], time.monotonic(), 60)
         time.sleep(3)  # the run selected, its log followed
-        for i in range(samples):
-            time.sleep(0.3 + (i % 5) / 10)
+        for i in range(samples):  # one logging step each: a log line and a loss point, written together
+            time.sleep(0.6 + (i % 5) / 10)
+            loss = f"{7 + i / 1e4:.4f}"
             written = time.monotonic()
             with open(log, "a") as f:
                 f.write(f"latency probe {i:04d}\n")
-            found["log line"].append(until(f"probe {i:04d}".encode(), written))
-            loss = f"{7 + i / 1e4:.4f}"
-            time.sleep(0.2)
-            written = time.monotonic()
             with open(jsonl, "a") as f:
                 f.write(json.dumps({"current_steps": 200000 + i, "total_steps": 300000, "loss": float(loss)}) + "\n")
-            found["loss point"].append(until(f"loss {loss}".encode(), written))
+            line, point = until([f"probe {i:04d}".encode(), f"loss {loss}".encode()], written)
+            found["log line"].append(line)
+            found["loss point"].append(point)
     finally:
         proc.kill()
         proc.wait()

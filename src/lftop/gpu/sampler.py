@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,10 +43,11 @@ class Sampler(threading.Thread):
     """Calls `take()` every `interval` seconds and hands each result to `deliver`, in one thread.
 
     A slow poll delays the next instead of overlapping it. `wake()` asks for a poll now (a file changed):
-    `quick()`, when given, for a change that needs only part of a poll, else `take()`; woken polls are at
-    least MIN_GAP apart, so a run that writes a thousand lines a second costs what four polls do."""
+    `quick()`, when given, for a change that needs only part of a poll, else `take()`. A lone change is
+    polled at once; while changes keep coming (BURST woken polls within WINDOW seconds), woken polls are
+    SUSTAINED_GAP apart, so a run that writes a thousand lines a second costs what two polls a second do."""
 
-    MIN_GAP = 0.25
+    QUICK_GAP, SUSTAINED_GAP, BURST, WINDOW = 0.02, 0.5, 4, 2.0
 
     def __init__(self, take: Callable[[], object], deliver: Callable[[object], None], interval: float = 1.0,
                  quick: Callable[[], object] | None = None):
@@ -55,6 +57,7 @@ class Sampler(threading.Thread):
         self._halt = threading.Event()
         self._wake = threading.Event()
         self._full = False
+        self._woken: deque[float] = deque(maxlen=self.BURST)
 
     def wake(self, full: bool = True) -> None:
         self._full = self._full or full or self.quick is None
@@ -73,7 +76,11 @@ class Sampler(threading.Thread):
                 due = started + self.interval
             self._wake.wait(max(0.0, due - time.monotonic()))
             self._wake.clear()
-            self._halt.wait(max(0.0, started + self.MIN_GAP - time.monotonic()))
+            now = time.monotonic()
+            if now < due:  # woken by a change
+                busy = len(self._woken) == self.BURST and now - self._woken[0] < self.WINDOW
+                self._woken.append(now)
+                self._halt.wait(max(0.0, started + (self.SUSTAINED_GAP if busy else self.QUICK_GAP) - now))
 
     def stop(self) -> None:
         self._halt.set()
