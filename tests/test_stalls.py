@@ -81,3 +81,23 @@ def test_a_notify_command_in_a_file_others_can_write_never_runs(lftop, tmp_path)
 
 def _events(lftop, run):
     return [json.loads(x) for x in (lftop.home / "runs" / run / "events.jsonl").read_text().splitlines()]
+
+
+def test_a_stall_on_gpus_busy_at_idle_power_is_named_a_likely_collective_hang(lftop, tmp_path):
+    """The simulated GPU 0 reads busy while drawing idle power (LFTOP_SIMULATE's hang=0), as a rank spinning in
+    a stuck all-reduce does; a run stalled on it is named a likely NCCL hang. On another GPU it is not."""
+    profile, _ = setup(lftop, tmp_path, STALLER)
+    profile.write_text(profile.read_text().replace('gpus = ""', 'gpus = "0"'))
+    sim = {"LFTOP_SIMULATE": "2,hang=0"}
+    run = lftop.json("launch", str(profile), "--json", env=sim)["run"]
+    shown = wait_for(lambda: (s := lftop.json("show", run, "--json", env=sim))["stall_hint"] and s, 60, "the hint")
+    assert shown["stalled"] and "likely a collective (NCCL) hang: GPU(s) 0" in shown["stall_hint"]
+    lftop("stop", run)
+    other = tmp_path / "other.toml"
+    other.write_text(profile.read_text().replace('gpus = "0"', 'gpus = "1"').replace(str(tmp_path / "out"),
+                                                                                     str(tmp_path / "out1")))
+    run = lftop.json("launch", str(other), "--json", env=sim)["run"]
+    wait_for(lambda: lftop.json("show", run, "--json", env=sim)["stalled"]
+             and lftop.json("gpus", "--json", env=sim)["gpus"]["devices"][1]["util_gpu"] >= 80, 60, "a busy stall")
+    assert lftop.json("show", run, "--json", env=sim)["stall_hint"] is None  # busy at full power: no such hint
+    lftop("stop", run)

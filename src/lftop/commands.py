@@ -277,6 +277,16 @@ def _peak(run: rundir.RunDir) -> dict | None:
     return found
 
 
+def _stall_hint(current) -> str | None:
+    """For a stalled run: what its GPUs say about why (a likely NCCL hang)."""
+    if not current.stalled:
+        return None
+    from lftop.gpu import nvml
+    from lftop.ops import hangs
+
+    return hangs.hint(current, nvml.shared().read())
+
+
 def _me() -> str:
     import getpass
 
@@ -290,12 +300,12 @@ def cmd_show(args: argparse.Namespace) -> int:
         return 0
     run = _run(args)
     current = status(run)
-    data = {**current.to_dict(), "peak": _peak(run)}
+    data = {**current.to_dict(), "peak": _peak(run), "stall_hint": _stall_hint(current)}
     if args.json:
         print(dumps(data, indent=1))
         return 0
     for key, value in data.items():
-        if key not in ("log_tail", "failure", "peak"):
+        if key not in ("log_tail", "failure", "peak") and not (key == "stall_hint" and value is None):
             print(f"{key:>12}: {value}")
     if peak := data["peak"]:
         said = [f"{peak['reserved_gib']:.1f} GiB reserved, {peak['allocated_gib']:.1f} GiB allocated per GPU "

@@ -4,7 +4,8 @@ It answers the pynvml calls lftop makes, with pynvml's own exception classes. It
 a run lftop started is alive on them: then memory fills (to the run's predicted peak, when run.json has one)
 and utilisation rises, and both fall back when the run pauses or ends. Failures on demand: fields that read as not supported, a lost GPU.
 
-LFTOP_SIMULATE="COUNT[,model=NAME][,mem=GIB][,na=fan+power][,lost=INDEX]" (e.g. "8,model=H100,mem=80").
+LFTOP_SIMULATE="COUNT[,model=NAME][,mem=GIB][,na=fan+power][,lost=INDEX][,hang=INDEX]" (e.g. "8,model=H100,mem=80");
+`hang` makes a busy GPU draw idle power, as a rank spinning in a stuck NCCL collective does.
 """
 
 from __future__ import annotations
@@ -55,8 +56,10 @@ class SimulatedNvml:
 
     def __init__(self, count: int = 2, model: str = "NVIDIA GeForce RTX 4090", memory_gib: float = 24.0,
                  na: set[str] | None = None, lost: set[int] | None = None, home: Path | None = None,
+                 hang: set[int] | None = None,
                  init_error: type[Exception] | None = None):
         self.count, self.model, self.total = count, model, int(memory_gib * GIB)
+        self.hang = set(hang or ())
         self.na = set(na or ())
         self.lost = set(lost or ())
         self.home = home
@@ -185,7 +188,7 @@ class SimulatedNvml:
 
     def nvmlDeviceGetPowerUsage(self, h: int) -> int:
         self._check(h, "power")
-        return int((30 + 380 * self._busy(h)) * 1000)
+        return int((30 + (0 if h in self.hang else 380) * self._busy(h)) * 1000)
 
     def nvmlDeviceGetEnforcedPowerLimit(self, h: int) -> int:
         self._check(h, "power")
@@ -227,10 +230,10 @@ def parse_spec(spec: str) -> dict:
                     raise ValueError
             elif key == "na":
                 kwargs["na"] = {v for v in value.split("+") if v}
-            elif key == "lost":
-                kwargs["lost"] = {int(v) for v in value.split("+") if v}
+            elif key in ("lost", "hang"):
+                kwargs[key] = {int(v) for v in value.split("+") if v}
             else:
-                raise ValueError(f"simulated GPUs: unknown option {key!r} (count, model=, mem=, na=, lost=)")
+                raise ValueError(f"simulated GPUs: unknown option {key!r} (count, model=, mem=, na=, lost=, hang=)")
         except ValueError as exc:
             raise ValueError(str(exc) if str(exc).startswith("simulated") else
                              f"simulated GPUs: {part!r} is not a valid {key}= (e.g. mem=80, lost=1)") from None

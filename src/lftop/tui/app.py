@@ -177,6 +177,8 @@ class LftopApp(App):
         self.gpu_panel.show(message.sample)
 
     def on_runs_polled(self, message: RunsPolled) -> None:
+        from lftop.ops import hangs
+
         if self._dashboard_gone():
             return
         self.runs = message.runs
@@ -194,6 +196,9 @@ class LftopApp(App):
                 self._announce(run)
             for alert in run.alerts:
                 self._alert(run.id, alert.split(":")[0], f"{run.id}: {alert}")
+            sample = self.gpu_panel.sample
+            if run.stalled and sample is not None and (why := hangs.hint(run, sample.gpus)):
+                self._alert(run.id, "hang", f"{run.id}: {why}")
 
     def _alert(self, run: str, kind: str, text: str) -> None:
         """Ring the bell and say it, once per run and kind of alert (stalled, memory, diverging)."""
