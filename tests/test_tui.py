@@ -574,3 +574,20 @@ async def test_a_home_the_app_creates_is_private(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE(home.stat().st_mode) == 0o700 and stat.S_IMODE((home / "runs").stat().st_mode) == 0o700
+
+
+async def test_a_damaged_run_is_named_on_its_row_and_hides_no_other(home, tmp_path):
+    from lftop.runs.rundir import create
+
+    good = create(home, "good")
+    good.write_meta({"command": ["x"], "args": {}, "env": {}, "output_dir": str(tmp_path / "out"), "created": 1.0})
+    good.set_state(RunState.COMPLETED)
+    bad = home / "runs" / "bad-run"
+    bad.mkdir()
+    (bad / "run.json").write_text('{"pid": "abc"')  # truncated
+    app = LftopApp(home, interval=0.25)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await until(pilot, lambda: app.query_one(RunsTable).row_count == 2, 30, "both rows")
+        cells = [str(c) for c in app.query_one(RunsTable).get_row("bad-run")]
+        assert "unknown" in cells and any("run.json is damaged" in c for c in cells)
+        assert "completed" in [str(c) for c in app.query_one(RunsTable).get_row(good.id)]
