@@ -147,7 +147,8 @@ def test_a_run_that_finishes_rings_the_bell_and_says_so(home, tmp_path):
     run.mkdir(parents=True)
     out.mkdir()
     (run / "run.json").write_text(json.dumps({"id": "bell-run", "pid": proc.pid, "create_time": psutil.Process(proc.pid).create_time(),
-                                              "output_dir": str(out), "gpus": "0", "nproc": 1, "created": time.time()}))
+                                              "output_dir": str(out), "gpus": "0", "nproc": 1, "created": time.time(),
+                                              "command": ["sleep", "120"], "args": {}, "env": {}}))
     (run / "state").write_text("running\n")
     term = Terminal(home, "--interval", "0.25")
     try:

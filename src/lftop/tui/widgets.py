@@ -157,6 +157,10 @@ class LogTail(Log):
         self.border_subtitle = ""
         self.scroll_end(animate=False, immediate=True)
 
+    def watch_show_horizontal_scrollbar(self) -> None:
+        """A horizontal scrollbar that appears takes the bottom row: a following log scrolls down by it."""
+        self.on_resize()
+
     def on_resize(self) -> None:
         if not self.unseen:  # following: stay at the end whatever the layout does
             self.call_after_refresh(self.scroll_end, animate=False, immediate=True)
