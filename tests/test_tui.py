@@ -526,9 +526,16 @@ async def test_the_launch_screen_queues_a_run_that_does_not_fit_yet(home, tmp_pa
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("l")
         await until(pilot, lambda: isinstance(app.screen, LaunchScreen) and app.screen.plan is not None, 30)
-        await pilot.press("down")  # b.toml
+        options = app.screen.query_one("#profiles")
+        for _ in range(10):  # to b.toml, the second profile, with the keys a user presses
+            if options.highlighted == 1:
+                break
+            await pilot.press("down")
+            await pilot.pause(0.1)
         await until(pilot, lambda: app.screen.profile is not None and app.screen.profile.name == "b"
-                    and app.screen.plan is not None and app.screen.plan.verdict == "oom", 30, "b's verdict")
+                    and app.screen.plan is not None, 30, "b's estimate")
+        plan = app.screen.plan
+        assert plan.verdict == "oom", (plan.verdict, plan.note, plan.problem)
         await pilot.press("w")
         await until(pilot, lambda: any(r.state == "queued" for r in app.runs), 30, f"a queued run: {notes(app)}")
         queued = next(r for r in app.runs if r.state == "queued")
