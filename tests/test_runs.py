@@ -118,8 +118,8 @@ def test_resume_skips_a_checkpoint_killed_while_being_written(lftop, tiny, tmp_p
     lost = lftop.wait(run, lambda s: not s["alive"])
     assert lost["state"] == "lost" and lost["log_tail"]
     newest = max(lost["checkpoints"])
-    partial = out / f"checkpoint-{newest + 20}"
-    partial.mkdir()
+    partial = out / f"checkpoint-{newest + 20}"  # may exist already: killed while the trainer saved it
+    partial.mkdir(exist_ok=True)
     (partial / "adapter_model.safetensors").write_bytes(b"half written")
     assert lftop.json("resume", run, "--json")["step"] == newest
     done = lftop.wait(run, lambda s: not s["alive"] and s["state"] != "starting", timeout=300)
