@@ -35,11 +35,11 @@ def test_a_fresh_start_into_a_used_output_dir_never_mixes_with_the_earlier_run(l
     assert jsonl_steps(out) == list(range(1, 31))
 
     profile_b = write_profile(tmp_path / "b.toml", tiny, out, max_steps=200, save_steps=50)
-    hook = tmp_path / "slow"  # B's steps take 50 ms more, so that it can be paused before A's last step (30)
+    hook = tmp_path / "slow"  # B's steps take 200 ms more: it pauses before A's last step (30) even on a loaded machine
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(
         "import time, transformers\n_step = transformers.Trainer.training_step\n"
-        "def training_step(self, *a, **k):\n    time.sleep(0.05)\n    return _step(self, *a, **k)\n"
+        "def training_step(self, *a, **k):\n    time.sleep(0.2)\n    return _step(self, *a, **k)\n"
         "transformers.Trainer.training_step = training_step\n")
     profile_b.write_text(profile_b.read_text().replace("[launch]", f'[launch]\nenv = {{ PYTHONPATH = "{hook}" }}'))
     refused = lftop("launch", str(profile_b), check=False)
