@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import secrets
 import stat
 import time
 from collections.abc import Iterator
@@ -238,9 +239,12 @@ def home_lock(home: Path) -> Iterator[None]:
 
 
 def create(home: Path, name: str) -> RunDir:
-    """A new, empty, private run directory named `name-<time>` (with a counter when that exists)."""
+    """A new, empty, private run directory named `name-<time>-<4 hex>` (a counter is added if that exists).
+
+    The random part keeps ids unique across homes too: a run's processes are found by the id in their
+    environment, and two homes launching one profile in the same second must not share it."""
     make_runs_root(home)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
+    stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
     run_id, n = f"{name}-{stamp}", 1
     while True:
         try:
