@@ -67,6 +67,7 @@ class SimulatedNvml:
         self.external: dict[int, list[int]] = {}  # index -> pids placed by hand (tests)
         self._loads: dict[int, Load] = {}
         self._loads_at = 0.0
+        self._loads_home: Path | None = None
         self._lock = threading.Lock()
         self._rng = random.Random(7)
 
@@ -81,14 +82,13 @@ class SimulatedNvml:
     def _refresh_loads(self) -> None:
         """Which live runs sit on which GPU (re-read at most four times a second: one read of a device asks for
         many fields)."""
-        now = time.monotonic()
-        if now - self._loads_at < 0.25:
+        now, home = time.monotonic(), self._runs_home()
+        if now - self._loads_at < 0.25 and home == self._loads_home:
             return
-        self._loads_at = now
+        self._loads_at, self._loads_home = now, home
         from lftop.runs.rundir import all_runs
 
         loads: dict[int, Load] = {}
-        home = self._runs_home()
         for run in all_runs(home) if home else []:
             meta, ref = run.meta(), run.process_ref()
             if ref is None or not meta.get("gpus"):
