@@ -136,11 +136,27 @@ while :; do sleep 0.1; done
 """
 
 
-def stand_in_profile(tmp_path: Path, output_dir: str, name: str = "p") -> Path:
-    trainer = tmp_path / "trainer"
+def stand_in_trainer(folder: Path) -> Path:
+    """The STAND_IN script as `folder`/trainer (written once), for a profile's `[launch] python`."""
+    trainer = folder / "trainer"
     if not trainer.exists():
         trainer.write_text(STAND_IN)
         trainer.chmod(0o755)
+    return trainer
+
+
+async def until(pilot, condition, timeout: float = 180, what: str = "") -> None:
+    """Wait in a pilot test for `condition`; the deadline is generous (30 s at least, scaled by
+    LFTOP_TEST_SLOWDOWN)."""
+    deadline = time.monotonic() + max(timeout, 30) * SLOWDOWN
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or condition}")
+        await pilot.pause(0.25)
+
+
+def stand_in_profile(tmp_path: Path, output_dir: str, name: str = "p") -> Path:
+    trainer = stand_in_trainer(tmp_path)
     profile = tmp_path / f"{name}.toml"
     profile.write_text(f'[launch]\ngpus = ""\npython = "{trainer}"\n[train]\nmodel_name_or_path = "x"\n'
                        f'stage = "sft"\noutput_dir = "{output_dir}"\nlogging_steps = 1\ngradient_accumulation_steps = 3\n')

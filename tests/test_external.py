@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import STAND_IN, wait_for
+from conftest import STAND_IN, until, wait_for
 from lftop.profiles.lfconfig import command_args
 from lftop.runs.external import training_argv
 
@@ -180,22 +180,15 @@ async def test_the_app_lists_an_external_run_and_stops_it(shell, home):
     proc = shell()
     app = LftopApp(home, interval=0.25)
     async with app.run_test(size=(120, 40)) as pilot:
-        async def seen(condition, what: str) -> None:
-            for _ in range(240):
-                if condition():
-                    return
-                await pilot.pause(0.25)
-            raise AssertionError(f"the app never showed {what}")
-
         ext = lambda: next((r for r in app.runs  # noqa: E731 -- the one this test started, not another of this user's
                             if r.external and r.alive and r.process and r.process.pid == proc.pid), None)
-        await seen(lambda: ext() is not None and (ext().step or 0) > 0, "the external run with its step")
+        await until(pilot, lambda: ext() is not None and (ext().step or 0) > 0, 60, "the external run with its step")
         app.runs_table.move_cursor(row=[str(k.value) for k in app.runs_table.rows].index(ext().id))
         await pilot.press("p")
-        await seen(lambda: any("not started by lftop" in n.message for n in app._notifications), "the refusal")
+        await until(pilot, lambda: any("not started by lftop" in n.message for n in app._notifications), 60, "the refusal")
         await pilot.press("s")
-        await seen(lambda: isinstance(app.screen, ConfirmScreen), "the question")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), 60, "the question")
         await pilot.press("y")
-        await seen(lambda: proc.poll() is not None, "the external run to end")
-        await seen(lambda: any(r.external and r.state == "stopped" for r in app.runs), "its stopped record")
+        await until(pilot, lambda: proc.poll() is not None, 60, "the external run to end")
+        await until(pilot, lambda: any(r.external and r.state == "stopped" for r in app.runs), 60, "its stopped record")
         await pilot.press("q")

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from conftest import STAND_IN, wait_for
+from conftest import stand_in_trainer, wait_for
 
 SIM = {"LFTOP_SIMULATE": "1,mem=24"}  # one 24 GiB GPU; each run below is predicted at about 17 GiB
 
 
 def profile(tmp_path, name: str):
-    trainer = tmp_path / "trainer"
-    if not trainer.exists():
-        trainer.write_text(STAND_IN)
-        trainer.chmod(0o755)
+    trainer = stand_in_trainer(tmp_path)
     path = tmp_path / f"{name}.toml"
     path.write_text(f'[launch]\ngpus = 1\npython = "{trainer}"\n[train]\n'
                     'model_name_or_path = "Qwen/Qwen2.5-7B-Instruct"\nstage = "sft"\nfinetuning_type = "lora"\n'

@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import slurm_cluster
-from conftest import jsonl_steps, needs_llamafactory, wait_for, write_profile
+from conftest import jsonl_steps, needs_llamafactory, until, wait_for, write_profile
 from lftop.profiles import load
 from lftop.runs.engines import Node, get, slurmcli
 from lftop.runs.engines.slurm import limit_seconds, warning
@@ -305,18 +305,11 @@ async def test_the_app_shows_a_slurm_runs_state_and_every_nodes_gpus(cluster, lf
     await asyncio.to_thread(training, lftop, run, 2)
     app = LftopApp(lftop.home, interval=0.5, select=run)
     async with app.run_test(size=(160, 45)) as pilot:
-        async def seen(condition, what: str) -> None:
-            for _ in range(240):
-                if condition():
-                    return
-                await pilot.pause(0.25)
-            raise AssertionError(f"the app never showed {what}")
-
-        await seen(lambda: app.runs and app.runs[0].state == "running" and app.runs[0].job, "the running job")
+        await until(pilot, lambda: app.runs and app.runs[0].state == "running" and app.runs[0].job, 60, "the running job")
         row = app.query_one(RunsTable).get_row(run)
         assert "nodeA,nodeB" in [str(cell) for cell in row]
         panel = app.query_one(GpuPanel)
-        await seen(lambda: panel.sample is not None and set(panel.sample.nodes) == {"nodeA", "nodeB"}, "both nodes")
+        await until(pilot, lambda: panel.sample is not None and set(panel.sample.nodes) == {"nodeA", "nodeB"}, 60, "both nodes")
         text = render.gpu_panel(panel.sample, panel.rings, 160, True).plain
         assert all(f"{node}/{i} " in text for node in ("nodeA", "nodeB") for i in (0, 1)), text
         await pilot.press("q")

@@ -5,11 +5,10 @@ from __future__ import annotations
 import gc
 import json
 import threading
-import time
 
 import pytest
 
-from conftest import ROOT, SLOWDOWN, needs_llamafactory, wait_for, write_profile
+from conftest import ROOT, needs_llamafactory, until, wait_for, write_profile
 from lftop import cli
 from lftop.runs.rundir import RunDir
 from lftop.runs.state import RunState
@@ -35,15 +34,6 @@ def app_state_set_on_the_main_thread_only(monkeypatch):
     monkeypatch.setattr(LftopApp, "__setattr__", guarded)
     yield
     assert offenders == []
-
-
-async def until(pilot, condition, timeout: float = 180, what: str = "") -> None:
-    """Wait for `condition`; the deadline is generous (30 s at least, scaled by LFTOP_TEST_SLOWDOWN)."""
-    deadline = time.monotonic() + max(timeout, 30) * SLOWDOWN
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or condition}")
-        await pilot.pause(0.25)
 
 
 def state(app: LftopApp) -> str | None:
