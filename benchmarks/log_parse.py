@@ -8,8 +8,8 @@ steps, a checkpoint every 50, each save printing the model config and tokenizer 
 start-up block once, then its training section (frames, dicts, checkpoint-save blocks) repeated with the
 step, total and checkpoint counters rewritten, then its end.
 Synthetic row: tqdm frames per step, a transformers 5.x metric dict every ten steps, an INFO line.
-Each row reads one file with `grep -c loss` and with lftop's `scan` (lftop.logs.scan.scan, what
-`lftop scan` runs), best of three each. Goal: lftop at least half grep's rate on the real row.
+Each row reads one file with `grep -c loss` and with what `lftop scan` runs (lftop.logs.scan.scan, then
+the summary it prints), best of three each. Goal: lftop at least half grep's rate on the real row.
 """
 
 from __future__ import annotations
@@ -95,8 +95,10 @@ def make_synthetic(path: Path, megabytes: float) -> None:
 
 
 def lftop_scan(path: Path) -> tuple[float, int]:
+    """What `lftop scan LOG` does: read the log, then print its summary (points, progress, last point)."""
     started = time.perf_counter()
     history = scan.scan(path)
+    scan.summary_text(path, history)
     return time.perf_counter() - started, len(history.points)
 
 

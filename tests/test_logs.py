@@ -10,7 +10,7 @@ from lftop.logs import jsonl, parse, scan
 from lftop.logs.follower import Follower, last_lines
 from lftop.logs.history import History, RunLogs
 from lftop.logs.parse import LogParser
-from lftop.logs.records import Eval, Fact, Failure, Point, Progress, Summary
+from lftop.logs.records import Eval, Fact, Failure, Point, Progress, Rows, Summary, flat
 from lftop.logs.tail import read_tail
 from lftop.logs.text import clean
 
@@ -21,9 +21,9 @@ def parse_file(path: Path) -> list:
     """Every record of a finished log, read as lftop reads one: blocks of lines, then the last line."""
     follower, parser, found = Follower(path), LogParser(), []
     while (block := follower.read_block()).count:
-        found += parser.feed_block(block.first, block.data)
+        found += flat(parser.feed_block(block.first, block.data))
     if (last := follower.flush()).count:
-        found += parser.feed_block(last.first, last.data)
+        found += flat(parser.feed_block(last.first, last.data))
     return found + parser.finish()
 
 
@@ -177,9 +177,9 @@ def test_any_split_into_writes_yields_the_same_records(tmp_path_factory, cuts):
             out.write(data[start:end])
         start = end
         block = follower.read_block()  # many lines at once, as a history load reads them
-        got += parser.feed_block(block.first, block.data) if block.count else []  # bytes: the C scanner's way
+        got += flat(parser.feed_block(block.first, block.data)) if block.count else []  # bytes: the C scanner's way
     if (last := follower.flush()).count:
-        got += parser.feed_block(last.first, last.data)
+        got += flat(parser.feed_block(last.first, last.data))
     got += parser.finish()
     events = [r for r in got if not isinstance(r, Progress)]  # a Progress is a block's newest frame
     assert events == [r for r in whole if not isinstance(r, Progress)]
@@ -255,7 +255,7 @@ def test_the_c_scanner_gives_exactly_the_python_parsers_records(lines, cuts):
     python, fast, expected, got = LogParser(), LogParser(), [], []
     for first, data in blocks:
         expected += python.feed_block(first, clean(data))  # text: the Python parser alone
-        got += fast.feed_block(first, data)  # bytes: the C scanner where it can
+        got += flat(fast.feed_block(first, data))  # bytes: the C scanner where it can
     assert repr(got + fast.finish()) == repr(expected + python.finish())  # repr: a nan loss equals itself
 
 
@@ -263,11 +263,11 @@ def test_the_c_scanner_is_built_and_takes_the_common_lines():
     assert parse.fastlog is not None, "the install did not compile src/lftop/logs/_fastlog.c (is a C compiler there?)"
     data = ("\r" + _frame(1, 30, ",  1.52it/s") + "\r{'loss': '2.1', 'grad_norm': '0.45', 'learning_rate': '1e-05', "
             "'epoch': '0.1'}\n\r" + _frame(2, 30, ",  1.52it/s") + "\n").encode()
-    out = []
-    pos, line, last_step, frame, pending = parse.fastlog.scan(
-        data, 0, 1, None, None, None, None, out, Point, jsonl.clock_seconds)
+    pos, line, last_step, frame, pending, rows = parse.fastlog.scan(
+        data, 0, 1, None, None, None, None, jsonl.clock_seconds)
     assert pos == len(data) + 1 and line == 4 and last_step == 2 and pending is None  # every line, in C
-    assert out == [Point(2, 2.1, 1e-05, 0.45, 0.1, 1)]
+    assert Rows(*rows).points() == [Point(2, 2.1, 1e-05, 0.45, 0.1, 1)]  # as columns, not objects
+    assert rows[3:] == (True, True)  # in step order; finite
     assert frame == (2, 2, 30, 1.52, 28 / 1.52)  # the newest frame: LogParser makes the block's Progress of it
 
 
@@ -294,12 +294,12 @@ def test_counts_past_a_long_long_are_read_in_python():
     text = f"  Total optimization steps = {big}\n  0%|          | {big - 5}/{big} [00:01<00:01,  9.0it/s]\n"
     python, fast = LogParser(), LogParser()
     expected = python.feed_block(1, text) + python.finish()
-    got = fast.feed_block(1, text.encode()) + fast.finish()  # the C scanner declines the total it cannot hold
+    got = flat(fast.feed_block(1, text.encode())) + fast.finish()  # the C scanner declines the total it cannot hold
     assert got == expected and expected[-1] == Progress(big - 5, big, 9.0, 5 / 9.0, 2)
 
 
 def test_the_c_scanner_bounds_its_arguments():
-    args = (None, None, None, None, [], Point, jsonl.clock_seconds)
+    args = (None, None, None, None, jsonl.clock_seconds)
     for pos, line in ((-100, 1), (len(b"abc\n") + 2, 1), (0, -1), (0, 2**63 - 2)):
         with pytest.raises(ValueError):
             parse.fastlog.scan(b"abc\n", pos, line, *args)

@@ -1,12 +1,13 @@
 /* The hot path of lftop.logs.parse.LogParser, in C: lines made only of tqdm frames, blank segments and
  * transformers' standard metric dict, which are nearly all of a long training.log.
  *
- * scan(data, pos, line, train_total, last_step, frame, pending, out, Point, clock_seconds)
- * reads the lines of `data` from offset `pos` (line number `line`) as LogParser would, appending Point
- * records to `out`, and stops at the first line of any other shape (or with a second metric dict waiting
- * for its step), returning (pos, line, last_step, frame, pending) for the Python parser to go on from
- * (frame is the newest training frame, of which LogParser makes the block's Progress record); pos is
- * len(data) + 1 when every line was read. Each line is checked whole before it changes any state, so a
+ * scan(data, pos, line, train_total, last_step, frame, pending, clock_seconds)
+ * reads the lines of `data` from offset `pos` (line number `line`) as LogParser would, and stops at the
+ * first line of any other shape (or with a second metric dict waiting for its step), returning
+ * (pos, line, last_step, frame, pending, rows) for the Python parser to go on from (frame is the newest
+ * training frame, of which LogParser makes the block's Progress record); pos is len(data) + 1 when every
+ * line was read. rows is None or the points read, as columns (lftop.logs.records.Rows): no Python object
+ * is made per point, which is what a long log holds millions of. Each line is checked whole before it changes any state, so a
  * line it does not take is left to Python untouched, unless it holds none of the tokens LogParser acts
  * on (set once by tokens(), from lftop.logs.parse.TOKENS): such a line yields no record and changes no
  * state, so it is skipped here, found by a two-byte table a byte at a time. A line holding an escape or
@@ -18,6 +19,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <limits.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #ifdef __SSE2__
@@ -374,7 +376,15 @@ typedef struct {
 } cframe_t;  /* LogParser._frame: the newest training frame, not yet a Progress record */
 
 typedef struct {
-    PyObject *out, *point, *clock;
+    long long step, line;
+    double v[4];  /* loss, lr, grad_norm, epoch: Point's order */
+} row_t;
+
+typedef struct {
+    PyObject *clock;
+    row_t *rows;                  /* the points read, in order */
+    Py_ssize_t n_rows, cap_rows;
+    int increasing, finite;       /* each step above the one before; every loss and grad norm finite */
     long long train_total;
     PyObject *last_step_in;       /* as given, until a frame here sets it */
     long long last_step;
@@ -386,7 +396,6 @@ typedef struct {
     long long pending_line;
     int has_pending, pending_from_c;
     dict_t pending_dict;
-    PyObject *line_obj;  /* the last line number made into an object: it repeats */
 } state_t;
 
 static PyObject *opt_object(opt_t o)
@@ -403,40 +412,53 @@ static int opt_from(PyObject *v, opt_t *o)
     return o->none || !(o->value == -1 && PyErr_Occurred());
 }
 
-static PyObject *record(PyObject *type, int n, PyObject **items)
+static int add_row(state_t *s, long long step)
 {
-    PyTypeObject *t = (PyTypeObject *)type;
-    PyObject *o = NULL;
-    for (int i = 0; i < n; i++)
-        if (!items[i])
-            goto fail;
-    if (!(o = t->tp_alloc(t, n)))  /* a NamedTuple: a tuple subclass, as tuple.__new__ builds it */
-        goto fail;
-    for (int i = 0; i < n; i++)
-        PyTuple_SET_ITEM(o, i, items[i]);
-    PyObject_GC_UnTrack(o);  /* numbers and None only: no cycle to find, as CPython itself would conclude */
-    return o;
-fail:
-    for (int i = 0; i < n; i++)
-        Py_XDECREF(items[i]);
-    return NULL;
+    if (s->n_rows == s->cap_rows) {
+        Py_ssize_t cap = s->cap_rows ? s->cap_rows * 2 : 1024;
+        row_t *grown = PyMem_Realloc(s->rows, cap * sizeof(row_t));
+        if (!grown) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        s->rows = grown, s->cap_rows = cap;
+    }
+    row_t *r = &s->rows[s->n_rows];
+    if (s->n_rows && step <= r[-1].step)
+        s->increasing = 0;
+    r->step = step;
+    r->line = s->pending_line;
+    for (int i = 0; i < 4; i++)
+        r->v[i] = s->pending[i].value;
+    if (!isfinite(r->v[0]) || !isfinite(r->v[2]))
+        s->finite = 0;
+    s->n_rows++;
+    return 0;
 }
 
-static int append(PyObject *out, PyObject *o)
+/* (steps, lines, values, increasing, finite): the rows as columns of int64, int64 and four doubles a row */
+static PyObject *rows_out(state_t *s)
 {
-    if (!o)
-        return -1;
-    int r = PyList_Append(out, o);
-    Py_DECREF(o);
-    return r;
-}
-
-/* The same object again for a repeated value: the Points logged on one line. */
-static PyObject *line_object(state_t *s, long long line)
-{
-    if (!s->line_obj || PyLong_AsLongLong(s->line_obj) != line)
-        Py_XSETREF(s->line_obj, PyLong_FromLongLong(line));
-    return Py_XNewRef(s->line_obj);
+    Py_ssize_t n = s->n_rows;
+    if (!n)
+        Py_RETURN_NONE;
+    PyObject *steps = PyBytes_FromStringAndSize(NULL, n * 8), *lines = PyBytes_FromStringAndSize(NULL, n * 8),
+             *values = PyBytes_FromStringAndSize(NULL, n * 32);
+    if (!steps || !lines || !values) {
+        Py_XDECREF(steps);
+        Py_XDECREF(lines);
+        Py_XDECREF(values);
+        return NULL;
+    }
+    long long *st = (long long *)PyBytes_AS_STRING(steps), *ln = (long long *)PyBytes_AS_STRING(lines);
+    double *v = (double *)PyBytes_AS_STRING(values);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        st[i] = s->rows[i].step;
+        ln[i] = s->rows[i].line;
+        memcpy(v + 4 * i, s->rows[i].v, sizeof s->rows[i].v);
+    }
+    return Py_BuildValue("(NNNOO)", steps, lines, values, s->increasing ? Py_True : Py_False,
+                         s->finite ? Py_True : Py_False);
 }
 
 /* LogParser._on_frame's rate and ETA, left until the frame is shown: most frames are superseded first. */
@@ -483,14 +505,9 @@ static int on_frame(state_t *s, const frame_t *f, long long line)
     s->last_step_set = 1;
     if (!s->has_pending)
         return 0;
-    PyObject *items[7] = {PyLong_FromLongLong(f->step)};  /* the waiting metric dict was logged at this step */
-    for (int i = 0; i < 4; i++)
-        items[i + 1] = opt_object(s->pending[i]);
-    items[5] = line_object(s, s->pending_line);
-    items[6] = Py_NewRef(Py_None);  /* metrics: a dict of the four standard values has no others */
-    s->has_pending = s->pending_from_c = 0;
+    s->has_pending = s->pending_from_c = 0;  /* the waiting metric dict was logged at this step */
     Py_CLEAR(s->pending_original);
-    return append(s->out, record(s->point, 7, items));
+    return add_row(s, f->step);
 }
 
 static void on_dict(state_t *s, const dict_t *d, long long line)
@@ -612,9 +629,12 @@ static int state_in(state_t *s, PyObject *train_total, PyObject *frame, PyObject
         PyObject *values = PyTuple_GetItem(pending, 0), *pl = PyTuple_GetItem(pending, 1);
         if (!values || !pl)
             return 0;
-        for (int i = 0; i < 4; i++)
+        for (int i = 0; i < 4; i++) {
             if (!as_number(values, keys[i], &s->pending[i]))
                 return 0;
+            if (s->pending[i].none)
+                return -1;  /* a row holds four numbers: Python releases this one */
+        }
         s->pending_line = PyLong_AsLongLong(pl);
         if (s->pending_line == -1 && (ok = overflowed()) != 1)
             return ok;
@@ -670,8 +690,9 @@ static PyObject *scan(PyObject *self, PyObject *args)
     long long line;
     PyObject *train_total, *frame, *pending, *result = NULL;
     state_t s = {0};
-    if (!PyArg_ParseTuple(args, "y*nLOOOOO!OO", &buf, &pos, &line, &train_total, &s.last_step_in, &frame, &pending,
-                          &PyList_Type, &s.out, &s.point, &s.clock))
+    s.increasing = s.finite = 1;
+    if (!PyArg_ParseTuple(args, "y*nLOOOOO", &buf, &pos, &line, &train_total, &s.last_step_in, &frame, &pending,
+                          &s.clock))
         return NULL;
     const char *data = buf.buf;
     Py_ssize_t n = buf.len;
@@ -683,7 +704,7 @@ static PyObject *scan(PyObject *self, PyObject *args)
     if (state == 0)
         goto done;
     if (state < 0) {  /* declined: the inputs back, untouched */
-        result = Py_BuildValue("(nLOOO)", pos, line, s.last_step_in, frame, pending);
+        result = Py_BuildValue("(nLOOOO)", pos, line, s.last_step_in, frame, pending, Py_None);
         goto done;
     }
     while (pos <= n) {
@@ -709,17 +730,18 @@ static PyObject *scan(PyObject *self, PyObject *args)
         line++;
     }
     PyObject *last_step = s.last_step_set ? PyLong_FromLongLong(s.last_step) : Py_NewRef(s.last_step_in);
-    PyObject *frame_now = frame_out(&s), *pending_now = pending_out(&s);
-    if (last_step && frame_now && pending_now)
-        result = Py_BuildValue("(nLNNN)", pos, line, last_step, frame_now, pending_now);
+    PyObject *frame_now = frame_out(&s), *pending_now = pending_out(&s), *rows = rows_out(&s);
+    if (last_step && frame_now && pending_now && rows)
+        result = Py_BuildValue("(nLNNNN)", pos, line, last_step, frame_now, pending_now, rows);
     else {
         Py_XDECREF(last_step);
         Py_XDECREF(frame_now);
         Py_XDECREF(pending_now);
+        Py_XDECREF(rows);
     }
 done:
     Py_XDECREF(s.pending_original);
-    Py_XDECREF(s.line_obj);
+    PyMem_Free(s.rows);
     PyBuffer_Release(&buf);
     return result;
 }

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from lftop.logs import jsonl
 from lftop.logs.follower import BLOCK, Follower
 from lftop.logs.parse import LogParser
-from lftop.logs.records import Eval, Fact, Failure, Point, Progress, Record, Summary
+from lftop.logs.points import Points
+from lftop.logs.records import Eval, Fact, Failure, Point, Progress, Record, Rows, Summary
 
 _FIELDS = ("loss", "lr", "grad_norm", "epoch")
 _INF = math.inf
@@ -24,7 +25,7 @@ _INF = math.inf
 
 @dataclass
 class History:
-    points: dict[int, Point] = field(default_factory=dict)
+    points: Points = field(default_factory=Points)
     evals: dict[int, Eval] = field(default_factory=dict)
     failures: list[Failure] = field(default_factory=list)
     facts: dict[str, str] = field(default_factory=dict)
@@ -46,6 +47,12 @@ class History:
         """Records from training.log (a loop kept tight: a long log gives millions of points)."""
         points, jsonl_steps, nonfinite, names = self.points, self._jsonl_steps, self._nonfinite, self._names
         for r in records:
+            if type(r) is Rows:
+                if jsonl_steps or nonfinite or not r.finite:
+                    self.add_log(r.points())  # a step to merge or a divergence to follow: point by point
+                else:
+                    points.add_rows(r)
+                continue
             if type(r) is not Point:
                 self._common(r, from_log=True)
                 continue
@@ -56,7 +63,7 @@ class History:
                 held = points[step]
                 r = held._replace(grad_norm=held.grad_norm if held.grad_norm is not None else r.grad_norm,
                                   metrics={**(r.metrics or {}), **(held.metrics or {})} or None)
-            points[step] = r
+            points.add(r)
             loss, grad = r.loss, r.grad_norm
             if (loss is not None and not -_INF < loss < _INF) or (grad is not None and not -_INF < grad < _INF):
                 nonfinite.add(step)  # nan fails both comparisons
@@ -110,11 +117,11 @@ class History:
         if metric == "eval_loss":
             return [self.evals[s].eval_loss for s in sorted(self.evals)]
         if metric in _FIELDS:
-            values = (getattr(self.points[s], metric) for s in sorted(self.points))
-        elif metric.startswith("eval_"):
+            return self.points.column(metric)
+        if metric.startswith("eval_"):
             values = ((self.evals[s].metrics or {}).get(metric) for s in sorted(self.evals))
         else:
-            values = ((self.points[s].metrics or {}).get(metric) for s in sorted(self.points))
+            values = ((p.metrics or {}).get(metric) for p in self.points.values())
         return [v for v in values if v is not None]
 
     def metric_names(self) -> list[str]:
@@ -124,7 +131,7 @@ class History:
         return first + (["eval_loss"] if self.evals else []) + sorted(self._names)
 
     def last(self) -> Point | None:
-        return self.points[max(self.points)] if self.points else None
+        return self.points.last()
 
     @property
     def eta_s(self) -> float | None:

@@ -1,12 +1,14 @@
 """Typed records found in training logs; each carries the line number it came from (1-based).
 
-Point and Progress, of which a long log holds millions, are NamedTuples: the C scanner
-(lftop.logs._fastlog) builds them as cheaply as tuples. The rare kinds are frozen dataclasses.
+Point and Progress are NamedTuples; the points the C scanner (lftop.logs._fastlog) reads come as Rows,
+columns of numbers without an object per point (a long log holds millions). The rare kinds are frozen
+dataclasses.
 Values are floats as the log printed them, nan and inf included (a diverging run prints nan).
 """
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -25,6 +27,27 @@ class Point(NamedTuple):
     epoch: float | None
     line: int
     metrics: dict[str, float] | None = None
+
+
+class Rows(NamedTuple):
+    """Points in a row, as the C scanner packs them: steps and line numbers (int64), and loss, lr,
+    grad_norm and epoch (four float64 a point); none has other metrics or a missing value."""
+
+    steps: bytes
+    lines: bytes
+    values: bytes
+    increasing: bool  # each step above the one before it
+    finite: bool  # every loss and grad norm is finite
+
+    def points(self) -> list[Point]:
+        values = array("d", self.values)
+        return [Point(step, *values[4 * i:4 * i + 4], line)
+                for i, (step, line) in enumerate(zip(array("q", self.steps), array("q", self.lines), strict=True))]
+
+
+def flat(records: list[Record]) -> list[Record]:
+    """The records with each Rows as its Points."""
+    return [p for r in records for p in (r.points() if type(r) is Rows else (r,))]
 
 
 @dataclass(frozen=True)
@@ -70,4 +93,4 @@ class Summary:
     line: int
 
 
-Record = Point | Eval | Progress | Failure | Fact | Summary
+Record = Point | Rows | Eval | Progress | Failure | Fact | Summary
