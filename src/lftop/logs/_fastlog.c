@@ -8,10 +8,10 @@
  * training frame, of which LogParser makes the block's Progress record); pos is len(data) + 1 when every
  * line was read. rows is None or the points read, as columns (lftop.logs.records.Rows): no Python object
  * is made per point, which is what a long log holds millions of. Each line is checked whole before it changes any state, so a
- * line it does not take is left to Python untouched, unless it holds none of the tokens LogParser acts
- * on (set once by tokens(), from lftop.logs.parse.TOKENS): such a line yields no record and changes no
- * state, so it is skipped here, found by a two-byte table a byte at a time. A line holding an escape or
- * NUL byte (which LogParser's cleaning removes, joining what they split) always goes to Python. Values
+ * line it does not take is left to Python untouched. A line holding none of the tokens LogParser acts
+ * on (set once by tokens(), from lftop.logs.parse.TOKENS) yields no record and changes no state, so runs
+ * of such lines are passed in one loop, a bit test a byte, without parsing them. A line holding an
+ * escape or NUL byte (which LogParser's cleaning removes, joining what they split) always goes to Python. Values
  * the C types cannot hold (counts from Python of 2**63 or more) make scan decline: it returns its
  * inputs, and Python reads the line.
  * tests/test_logs.py holds both parsers to the same records on any log.
@@ -146,12 +146,29 @@ static void spaces(const char **p, const char *e)
 }
 
 /* The tokens LogParser acts on, grouped by their first two bytes: pair_first[b0 << 8 | b1] is 1 + the
- * index of the first token starting with those bytes (0: none), the tokens being sorted. */
+ * index of the first token starting with those bytes (0: none), the tokens being sorted. stop_pair has
+ * a bit for each such pair and for every pair starting with a newline, an escape or NUL: one bit test a
+ * byte finds where a line ends and where one may hold a token. */
 #define MAX_TOKENS 64
 static char *tokens_[MAX_TOKENS];
 static Py_ssize_t token_len[MAX_TOKENS];
 static int n_tokens;
 static unsigned char pair_first[65536];
+static unsigned char stop_pair[65536 / 8];
+
+#define PAIR(p) ((unsigned char)(p)[0] << 8 | (unsigned char)(p)[1])
+#define STOPS(h) (stop_pair[(h) >> 3] & (1 << ((h) & 7)))
+
+static int token_at(const char *p, const char *e)
+{
+    int first = pair_first[PAIR(p)];
+    if (!first)
+        return 0;
+    for (int t = first - 1; t < n_tokens && tokens_[t][0] == p[0] && tokens_[t][1] == p[1]; t++)
+        if (e - p >= token_len[t] && memcmp(p, tokens_[t], token_len[t]) == 0)
+            return 1;
+    return 0;
+}
 
 static int has_token(const char *p, const char *e)
 {
@@ -161,16 +178,36 @@ static int has_token(const char *p, const char *e)
         unsigned char c = (unsigned char)*p;
         if (c == 0x1b || c == 0)
             return 1;  /* LogParser's cleaning removes these, joining what they split */
-        if (e - p < 2)
-            break;
-        int first = pair_first[c << 8 | (unsigned char)p[1]];
-        if (!first)
-            continue;
-        for (int t = first - 1; t < n_tokens && tokens_[t][0] == p[0] && tokens_[t][1] == p[1]; t++)
-            if (e - p >= token_len[t] && memcmp(p, tokens_[t], token_len[t]) == 0)
-                return 1;
+        if (e - p >= 2 && token_at(p, e))
+            return 1;
     }
     return 0;
+}
+
+/* The start of the first line at or after p (a line start) that may hold a token, an escape or NUL,
+ * adding to *line the newlines passed; NULL when none does, every newline before e counted. Lines
+ * without one (a long log's checkpoint saves, its start-up) yield nothing: they are passed unparsed. */
+static const char *next_line_of_interest(const char *p, const char *e, long long *line)
+{
+    const char *start = p;
+    if (!n_tokens)
+        return p;  /* tokens() not called: every line is read */
+    for (; e - p >= 2; p++) {
+        unsigned h = PAIR(p);
+        if (!STOPS(h))
+            continue;
+        if (*p == '\n') {
+            (*line)++;
+            start = p + 1;
+        } else if (*p == 0x1b || *p == 0 || token_at(p, e)) {
+            return start;
+        }
+    }
+    if (p < e && (*p == 0x1b || *p == 0))
+        return start;
+    if (p < e && *p == '\n')
+        (*line)++;
+    return NULL;  /* a token is two bytes or more: each that fits was looked for */
 }
 
 /* `  12%|███▌      | 120/1000 [01:23<10:12,  1.44it/s]`: nothing before it in its segment, and after it
@@ -676,9 +713,18 @@ static PyObject *set_tokens(PyObject *self, PyObject *arg)
         n_tokens++;
     }
     qsort(tokens_, n_tokens, sizeof tokens_[0], by_bytes);
+    memset(stop_pair, 0, sizeof stop_pair);
     for (int i = n_tokens - 1; i >= 0; i--) {
+        unsigned h = PAIR(tokens_[i]);
         token_len[i] = (Py_ssize_t)strlen(tokens_[i]);
-        pair_first[(unsigned char)tokens_[i][0] << 8 | (unsigned char)tokens_[i][1]] = (unsigned char)(i + 1);
+        pair_first[h] = (unsigned char)(i + 1);
+        stop_pair[h >> 3] |= 1 << (h & 7);
+    }
+    for (unsigned h = 0; h < 256; h++) {  /* any pair starting with a newline, an escape or NUL */
+        for (unsigned first = 0; first < 3; first++) {
+            unsigned pair = (unsigned)"\n\x1b\0"[first] << 8 | h;
+            stop_pair[pair >> 3] |= 1 << (pair & 7);
+        }
     }
     Py_RETURN_NONE;
 }
@@ -708,18 +754,19 @@ static PyObject *scan(PyObject *self, PyObject *args)
         goto done;
     }
     while (pos <= n) {
-        const char *start = data + pos;
+        const char *start = next_line_of_interest(data + pos, data + n, &line);
+        if (!start) {  /* the lines left hold nothing LogParser acts on */
+            pos = n + 1;
+            line++;
+            break;
+        }
+        pos = start - data;
         const char *nl = memchr(start, '\n', n - pos);
         const char *end = nl ? nl : data + n;
         event_t ev[MAX_EVENTS];
         int count;
-        if (!read_line(start, end, s.train_total, s.has_pending, ev, &count)) {
-            if (has_token(start, end))
-                break;
-            pos = end - data + 1;  /* nothing LogParser acts on */
-            line++;
-            continue;
-        }
+        if (!read_line(start, end, s.train_total, s.has_pending, ev, &count))
+            break;  /* a line of another shape with a token: Python's */
         for (int i = 0; i < count; i++) {
             if (ev[i].is_dict)
                 on_dict(&s, &ev[i].d, line);
