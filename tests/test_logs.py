@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lftop.logs import jsonl, parse, scan
-from lftop.logs.follower import Follower, last_lines
+from lftop.logs.follower import Follower, last_lines, mapped_blocks
 from lftop.logs.history import History, RunLogs
 from lftop.logs.parse import LogParser
 from lftop.logs.records import Eval, Fact, Failure, Point, Progress, Rows, Summary, flat
@@ -312,3 +312,18 @@ def test_a_diverging_run_is_flagged_until_the_step_is_reported_again():
     assert history.diverged_at == 2 and scan.to_json(history)["diverged_at"] == 2
     history.add_log([Point(2, 1.9, None, 0.4, None, 3)])  # resumed from before it, step 2 went well
     assert history.diverged_at is None
+
+
+@pytest.mark.parametrize("content", [
+    b"", b"\n", b"one", b"one\ntwo\n", b"one\n\nthree", b"a\n" + b"x" * 300 + b"\nb\n", b"x" * 700, b"\r\n" * 90,
+])
+def test_a_mapped_log_gives_the_lines_a_follower_gives(tmp_path, content):
+    """`lftop scan` reads through a memory map, in blocks cut at newlines; the lines, their numbers and the
+    cut of long lines (their last max_line bytes) are the follower's."""
+    path = tmp_path / "log"
+    path.write_bytes(content)
+    follower = Follower(path, max_line=64)
+    expected = follower.read_block().lines() + follower.flush().lines()
+    got = [(n, line) for block in mapped_blocks(path, max_line=64, size=32)
+           for n, line in enumerate(clean(block.data).split("\n"), block.first)]
+    assert got == expected[:len(got)] and not any(line for _, line in expected[len(got):])  # but an empty last line

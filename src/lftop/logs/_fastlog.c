@@ -799,15 +799,44 @@ static PyObject *count_lines(PyObject *self, PyObject *arg)
     Py_ssize_t count = 0;
     if (PyObject_GetBuffer(arg, &buf, PyBUF_SIMPLE) < 0)
         return NULL;
-    for (const char *p = buf.buf, *e = p + buf.len; (p = memchr(p, '\n', e - p)); p++)
-        count++;
+    const char *p = buf.buf, *e = p + buf.len;
+#ifdef __SSE2__
+    /* a log's lines are short: a memchr call each costs more than counting 16 bytes at a time, in byte
+     * counters (a match is -1) summed every 255 rounds, before one could overflow */
+    const __m128i nl = _mm_set1_epi8('\n'), zero = _mm_setzero_si128();
+    while (e - p >= 16) {
+        __m128i acc = zero;
+        for (int round = 0; round < 255 && e - p >= 16; round++, p += 16)
+            acc = _mm_sub_epi8(acc, _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)p), nl));
+        __m128i sums = _mm_sad_epu8(acc, zero);
+        count += _mm_cvtsi128_si32(sums) + _mm_cvtsi128_si32(_mm_srli_si128(sums, 8));
+    }
+#endif
+    for (; p < e; p++)
+        count += *p == '\n';
     PyBuffer_Release(&buf);
     return PyLong_FromSsize_t(count);
 }
 
+static PyObject *line_end(PyObject *self, PyObject *args)
+{
+    Py_buffer buf;
+    Py_ssize_t pos;
+    if (!PyArg_ParseTuple(args, "y*n", &buf, &pos))
+        return NULL;
+    Py_ssize_t end = buf.len;
+    if (pos >= 0 && pos < buf.len) {
+        const char *nl = memchr((const char *)buf.buf + pos, '\n', buf.len - pos);
+        end = nl ? nl - (const char *)buf.buf : buf.len;
+    }
+    PyBuffer_Release(&buf);
+    return PyLong_FromSsize_t(end);
+}
+
 static PyMethodDef methods[] = {
+    {"line_end", line_end, METH_VARARGS, "line_end(data, pos): the offset of the first newline at or after pos, or len(data)."},
     {"scan", scan, METH_VARARGS, "Parse simple training.log lines from an offset; see the module source."},
-    {"newlines", count_lines, METH_O, "The number of newline bytes in a bytes-like object (memchr, not a byte loop)."},
+    {"newlines", count_lines, METH_O, "The number of newline bytes in a bytes-like object."},
     {"tokens", set_tokens, METH_O, "Set the tokens (a tuple of bytes) whose lines scan hands to Python."},
     {NULL, NULL, 0, NULL},
 };

@@ -9,13 +9,15 @@ Reading hands out blocks of whole lines as bytes; a block's text is decoded and 
 
 from __future__ import annotations
 
+import mmap
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 from lftop.logs.tail import read_tail
-from lftop.logs.text import clean, newlines
+from lftop.logs.text import clean, fastlog, newlines
 
 BLOCK = 4 << 20  # bytes to read at a time through a long log: the allocator reuses blocks this size; caches hold them
 
@@ -99,16 +101,10 @@ class Follower:
         if not any_line:
             return Block(first, b"", 0)
         count = newlines(data) + 1
-        if self._may_hold_a_long_line(data) and max(map(len, parts := data.split(b"\n"))) > self.max_line:
-            self.truncated_lines += sum(1 for p in parts if len(p) > self.max_line)
-            data = b"\n".join(p[-self.max_line:] for p in parts)
+        data, cut = line_ends(data, self.max_line)
+        self.truncated_lines += cut
         self.line_no += count
         return Block(first, data, count)
-
-    def _may_hold_a_long_line(self, data: bytearray | bytes) -> bool:
-        """False when every half-window of max_line holds a newline, so no line can be longer than max_line."""
-        half = max(1, self.max_line // 2)
-        return any(data.find(b"\n", k, k + half) == -1 for k in range(0, len(data) - half + 1, half))
 
     def read(self, limit: int | None = None) -> list[tuple[int, str]]:
         """New complete lines as (line number, text)."""
@@ -118,6 +114,50 @@ class Follower:
         """The held-back last line, for a file that is complete (a finished run's log)."""
         data, self._partial = self._partial, b""
         return self._block(data, bool(data))
+
+
+def line_ends(data, max_line: int, find=None) -> tuple:
+    """(data, how many lines were cut): each line longer than max_line cut to its last max_line bytes.
+    `find` is data's find (or its file's memory map's, for a view of one)."""
+    find, half = find or data.find, max(1, max_line // 2)
+    if all(find(b"\n", k, k + half) != -1 for k in range(0, len(data) - half + 1, half)):
+        return data, 0  # every half-window holds a newline: no line is longer than max_line
+    parts = bytes(data).split(b"\n")
+    if max(map(len, parts)) <= max_line:
+        return data, 0
+    return b"\n".join(p[-max_line:] for p in parts), sum(1 for p in parts if len(p) > max_line)
+
+
+def mapped_blocks(path: str | os.PathLike[str], max_line: int = 1 << 20, size: int = BLOCK) -> Iterator[Block]:
+    """The whole lines of a file that will not grow (`lftop scan`), in blocks of about `size` bytes read
+    through a memory map: no copy of the file is made (copies and fresh buffers cost as much as parsing).
+    Each block's data is a view, valid until the next block; lines are cut as Follower cuts them. A file
+    that cannot be mapped (empty, a pipe), or a parse without the C scanner, reads through Follower."""
+    with open(path, "rb") as f:
+        try:
+            mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if fastlog is not None else None
+        except (OSError, ValueError):
+            mm = None
+    if mm is None:
+        follower = Follower(path, max_line)
+        while (block := follower.read_block(size)).count:
+            yield block
+        if (last := follower.flush()).count:
+            yield last
+        return
+    with mm, memoryview(mm) as view:
+        stop = len(mm) - (mm[-1:] == b"\n")  # a last newline ends the last line
+        first, start = 1, 0
+        while start < stop:
+            end = mm.rfind(b"\n", start, start + size) if start + size < stop else stop
+            if end == -1:  # a line longer than a block
+                end = mm.find(b"\n", start + size, stop)
+                end = stop if end == -1 else end
+            with view[start:end] as chunk:
+                count = newlines(chunk) + 1
+                data, _ = line_ends(chunk, max_line, lambda sub, a, b, start=start: mm.find(sub, start + a, start + b))
+                yield Block(first, data, count)
+            first, start = first + count, end + 1
 
 
 def last_lines(path: str | os.PathLike[str], count: int, window: int = 1 << 20) -> list[str]:

@@ -135,7 +135,7 @@ class LogParser:
         self._metrics: dict | None = None
         self._metrics_line = 0
 
-    def feed_block(self, first: int, data: bytes | bytearray | str) -> list[Record]:
+    def feed_block(self, first: int, data: bytes | bytearray | memoryview | str) -> list[Record]:
         """Complete lines joined by newlines, the first being line `first`: bytes as read, or text."""
         out: list[Record] = []
         if isinstance(data, str) or fastlog is None:
@@ -152,7 +152,7 @@ class LogParser:
             return False
         return not self._pending or _POINT_KEYS.issuperset(self._pending[0][0])
 
-    def _scan_fast(self, line: int, data: bytes | bytearray, out: list[Record]) -> None:
+    def _scan_fast(self, line: int, data: bytes | bytearray | memoryview, out: list[Record]) -> None:
         """The C scanner takes the lines it knows and skips those without a token; each line it stops at
         goes through `_scan`."""
         pos, end = 0, len(data)
@@ -166,8 +166,7 @@ class LogParser:
                     out.append(Rows(*rows))
                 if pos > end:
                     break
-            stop = data.find(b"\n", pos)
-            stop = end if stop == -1 else stop
+            stop = fastlog.line_end(data, pos)
             self._scan(line, clean(data[pos:stop]), out)
             pos, line = stop + 1, line + 1
 

@@ -7,25 +7,23 @@ import io
 from pathlib import Path
 
 from lftop.logs import jsonl
-from lftop.logs.follower import BLOCK, Follower
+from lftop.logs.follower import Follower, mapped_blocks
 from lftop.logs.history import History
 from lftop.logs.parse import LogParser
 from lftop.logs.records import Failure
 
 
 def scan(path: Path) -> History:
-    """Everything a log holds, read in blocks."""
+    """Everything a complete log holds, read in blocks through a memory map."""
     history = History()
-    follower = Follower(path)
     if is_jsonl(path):
+        follower = Follower(path)
         for number, text in follower.read() + follower.flush().lines():
             history.add_jsonl(jsonl.parse_line(number, text))
         return history
     parser = LogParser()
-    while (block := follower.read_block(BLOCK)).count:
+    for block in mapped_blocks(path):
         history.add_log(parser.feed_block(block.first, block.data))
-    if (last := follower.flush()).count:  # a last line without its newline
-        history.add_log(parser.feed_block(last.first, last.data))
     history.add_log(parser.finish())
     return history
 

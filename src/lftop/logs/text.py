@@ -16,9 +16,9 @@ except ImportError:  # built without a compiler
 _CONTROL = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07\n]*\x07|\x00")
 
 
-def clean(raw: bytes | bytearray) -> str:
+def clean(raw: bytes | bytearray | memoryview) -> str:
     """Text of raw lines: invalid UTF-8 replaced, ANSI escapes and NUL bytes removed."""
-    text = raw.decode("utf-8", "replace")
+    text = str(raw, "utf-8", "replace")
     return _CONTROL.sub("", text) if ("\x1b" in text or "\x00" in text) else text
 
 
