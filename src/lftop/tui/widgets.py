@@ -30,6 +30,7 @@ class GpuPanel(Static):
         self.border_title = "GPUs"
         self.sample: Sample | None = None
         self.rings = Rings()
+        self._shown: Text | None = None
 
     def show(self, sample: Sample) -> None:
         self.sample = sample
@@ -37,7 +38,10 @@ class GpuPanel(Static):
 
     def refresh_text(self) -> None:
         detail = self.app.size.height >= 40
-        self.update(render.gpu_panel(self.sample, self.rings, self.content_size.width or self.app.size.width, detail))
+        text = render.gpu_panel(self.sample, self.rings, self.content_size.width or self.app.size.width, detail)
+        if text != self._shown:  # an idle server's panel does not change: no frame for it
+            self._shown = text
+            self.update(text)
 
 
 class RunsTable(DataTable):
@@ -69,7 +73,8 @@ class RunsTable(DataTable):
             return
         for r in wanted:
             for column, value in zip(self.COLUMNS, self._cells(r, etas.get(r.id)), strict=True):
-                self.update_cell(r.id, column, value, update_width=True)
+                if self.get_cell(r.id, column) != value:  # a table redrawn for nothing costs a frame
+                    self.update_cell(r.id, column, value, update_width=True)
 
     def _cells(self, r: RunStatus, eta: float | None) -> tuple:
         state = Text(r.state, style=render.STATE_STYLE.get(r.state, ""))
@@ -106,6 +111,8 @@ class CurvePanel(Widget):
         self.losses: dict[str, dict[int, float]] = {}  # runs marked for comparison
 
     def show(self, c: Curves) -> None:
+        if c == self.curves:
+            return
         self.curves = c
         self.border_title = f"Loss · {c.run}"
         self.refresh()
