@@ -241,12 +241,26 @@ _PIECES = st.one_of(
         "Trace\x1b[0mback (most recent call last):", "  Total opti\x00mization steps = 40",
     ]),
 )
+_PROSE = st.text(alphabet="aeinorstcdkxCEKNTLIP[]|:.,'{}%* \"0123456789", max_size=70)  # bytes near tokens'
+_PIECES = st.one_of(_PIECES, st.builds(lambda a, word, b: a + word + b, _PROSE, st.sampled_from(
+    ["", "Killed", "NCCL", "nccl", "rror", "exitcode", "Traceback (most recent call last):", "{'loss': 1.5}", "%|",
+     "*****", "Process rank: 0, world size: 2, device: cuda:0", "out of memory", "\x1b[0m", "\x00"]), _PROSE))
 _LINES = st.lists(st.lists(_PIECES, min_size=0, max_size=6).map(lambda segs: "\r".join(segs)), min_size=1, max_size=30)
+
+
+@pytest.fixture(scope="module", params=[True, False], ids=["simd", "byte-loop"])
+def skip_mode(request):
+    """The C scanner passes lines without a token 16 bytes at a time (SSSE3) or a byte at a time: both."""
+    if parse.fastlog is None:
+        pytest.skip("no C scanner")
+    was = parse.fastlog.use_simd(request.param)
+    yield request.param
+    parse.fastlog.use_simd(was)
 
 
 @settings(max_examples=400, deadline=None)
 @given(lines=_LINES, cuts=st.lists(st.integers(0, 40), max_size=4))
-def test_the_c_scanner_gives_exactly_the_python_parsers_records(lines, cuts):
+def test_the_c_scanner_gives_exactly_the_python_parsers_records(skip_mode, lines, cuts):
     blocks, start = [], 0
     for cut in sorted({min(c, len(lines)) for c in cuts if c > 0}) + [len(lines)]:  # state crosses blocks
         if cut > start:
@@ -257,6 +271,35 @@ def test_the_c_scanner_gives_exactly_the_python_parsers_records(lines, cuts):
         expected += python.feed_block(first, clean(data))  # text: the Python parser alone
         got += flat(fast.feed_block(first, data))  # bytes: the C scanner where it can
     assert repr(got + fast.finish()) == repr(expected + python.finish())  # repr: a nan loss equals itself
+
+
+def _both_parsers(data: bytes) -> tuple[str, str]:
+    python, fast = LogParser(), LogParser()
+    expected = python.feed_block(1, clean(data)) + python.finish()
+    got = flat(fast.feed_block(1, data)) + fast.finish()
+    return repr(got), repr(expected)
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (DATA / "logs").glob("*.log")))
+def test_real_logs_give_the_same_records_from_the_c_scanner(skip_mode, name):
+    """Logs users posted and logs of real runs: every record, line numbers included, as Python reads them."""
+    data = (DATA / "logs" / name).read_bytes().rstrip(b"\n")
+    got, expected = _both_parsers(data)
+    assert got == expected
+
+
+def test_lines_without_tokens_are_counted_at_every_alignment(skip_mode):
+    """Runs of lines without a token, of every length, between lines the parser acts on: their number
+    is right whichever byte of a 16-byte stride each newline falls on."""
+    lines = []
+    for i in range(400):
+        lines.append("x" * (i % 37) + ("" if i % 5 else "  config"))
+        if i % 11 == 0:
+            lines.append(f"RuntimeError: boom {i}" if i % 2 else "Killed")
+        if i % 13 == 0:
+            lines.append(f"{{'loss': {i}.5, 'grad_norm': 0.5, 'learning_rate': 1e-05, 'epoch': 0.{i}, 'step': {i}}}")
+    got, expected = _both_parsers("\n".join(lines).encode())
+    assert got == expected and got.count("Point(") == 31 and got.count("kind='killed'") == 19
 
 
 def test_the_c_scanner_is_built_and_takes_the_common_lines():

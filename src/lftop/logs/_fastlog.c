@@ -25,6 +25,10 @@
 #ifdef __SSE2__
 #include <emmintrin.h>
 #endif
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <tmmintrin.h>
+#define NIBBLES 1  /* SSSE3's byte shuffle, used where the CPU has it (checked at run time) */
+#endif
 
 #define MAX_EVENTS 16
 
@@ -184,6 +188,111 @@ static int has_token(const char *p, const char *e)
     return 0;
 }
 
+/* Candidate token starts, 16 positions at a time (the idea of Hyperscan's Teddy): each token's first two
+ * bytes are put in one of 8 buckets, and a position is a candidate when, for some bucket, the low and
+ * high nibbles of its byte and of the next are all ones that bucket's tokens have. A candidate is then
+ * checked exactly; most positions of ordinary text are none. Buckets are chosen so that common bytes
+ * (English letter frequencies) share few: fewer false candidates. */
+static unsigned char nib_lo0[16], nib_hi0[16], nib_lo1[16], nib_hi1[16];
+static int nibbles_on;
+
+static double byte_freq(unsigned c)
+{
+    static const char order[] = "etaoinshrdlcumwfgypbvkjxqz";
+    static const double english[] = {12.7, 9.1, 8.2, 7.5, 7.0, 6.7, 6.3, 6.1, 6.0, 4.3, 4.0, 2.8, 2.8,
+                                     2.4, 2.4, 2.2, 2.0, 2.0, 1.9, 1.5, 1.0, 0.8, 0.15, 0.15, 0.1, 0.07};
+    const char *at = c >= 'a' && c <= 'z' ? strchr(order, (int)c) : c >= 'A' && c <= 'Z' ? strchr(order, (int)c + 32) : NULL;
+    if (at)
+        return english[at - order] / (c <= 'Z' ? 10 : 1);
+    return c == ' ' ? 15 : c >= '0' && c <= '9' ? 2 : 0.05;
+}
+
+/* The share of byte pairs a bucket of these nibble sets lets through, bytes taken as independent. */
+static double bucket_cost(const unsigned char *lo0, const unsigned char *hi0, const unsigned char *lo1,
+                          const unsigned char *hi1, int bit)
+{
+    double p0 = 0, p1 = 0;
+    for (unsigned x = 0; x < 256; x++) {
+        if ((lo0[x & 15] & hi0[x >> 4]) & bit)
+            p0 += byte_freq(x);
+        if ((lo1[x & 15] & hi1[x >> 4]) & bit)
+            p1 += byte_freq(x);
+    }
+    return p0 * p1;
+}
+
+static void build_nibbles(void)
+{
+    unsigned char done[256] = {0};
+    memset(nib_lo0, 0, 16), memset(nib_hi0, 0, 16), memset(nib_lo1, 0, 16), memset(nib_hi1, 0, 16);
+    for (;;) {  /* first bytes, most frequent first, each to the bucket it costs least */
+        int first = -1;
+        for (int t = 0; t < n_tokens; t++) {
+            unsigned char c = (unsigned char)tokens_[t][0];
+            if (!done[c] && (first < 0 || byte_freq(c) > byte_freq((unsigned)first)))
+                first = c;
+        }
+        if (first < 0)
+            break;
+        done[first] = 1;
+        int best = 0;
+        double best_cost = 0;
+        for (int k = 0; k < 8; k++) {
+            unsigned char lo0[16], hi0[16], lo1[16], hi1[16];
+            memcpy(lo0, nib_lo0, 16), memcpy(hi0, nib_hi0, 16), memcpy(lo1, nib_lo1, 16), memcpy(hi1, nib_hi1, 16);
+            for (int t = 0; t < n_tokens; t++) {
+                if ((unsigned char)tokens_[t][0] != first)
+                    continue;
+                unsigned char b = (unsigned char)tokens_[t][1];
+                lo0[first & 15] |= 1 << k, hi0[first >> 4] |= 1 << k, lo1[b & 15] |= 1 << k, hi1[b >> 4] |= 1 << k;
+            }
+            double cost = bucket_cost(lo0, hi0, lo1, hi1, 1 << k) - bucket_cost(nib_lo0, nib_hi0, nib_lo1, nib_hi1, 1 << k);
+            if (k == 0 || cost < best_cost)
+                best = k, best_cost = cost;
+        }
+        for (int t = 0; t < n_tokens; t++) {
+            if ((unsigned char)tokens_[t][0] != first)
+                continue;
+            unsigned char b = (unsigned char)tokens_[t][1];
+            nib_lo0[first & 15] |= 1 << best, nib_hi0[first >> 4] |= 1 << best;
+            nib_lo1[b & 15] |= 1 << best, nib_hi1[b >> 4] |= 1 << best;
+        }
+    }
+}
+
+#ifdef NIBBLES
+/* From p, the first position that needs a closer look (a candidate, an escape or NUL), or where fewer
+ * than 17 bytes are left; counts the newlines passed and moves *start to the line they begin. */
+__attribute__((target("ssse3"))) static const char *skip_nibbles(const char *p, const char *e, const char **start,
+                                                                   long long *line)
+{
+    const __m128i lo0 = _mm_loadu_si128((const __m128i *)nib_lo0), hi0 = _mm_loadu_si128((const __m128i *)nib_hi0),
+                  lo1 = _mm_loadu_si128((const __m128i *)nib_lo1), hi1 = _mm_loadu_si128((const __m128i *)nib_hi1),
+                  low = _mm_set1_epi8(0x0f), nl = _mm_set1_epi8('\n'), esc = _mm_set1_epi8(0x1b),
+                  zero = _mm_setzero_si128();
+    for (; e - p >= 17; p += 16) {
+        __m128i v0 = _mm_loadu_si128((const __m128i *)p), v1 = _mm_loadu_si128((const __m128i *)(p + 1));
+        __m128i c0 = _mm_and_si128(_mm_shuffle_epi8(lo0, _mm_and_si128(v0, low)),
+                                   _mm_shuffle_epi8(hi0, _mm_and_si128(_mm_srli_epi16(v0, 4), low)));
+        __m128i c1 = _mm_and_si128(_mm_shuffle_epi8(lo1, _mm_and_si128(v1, low)),
+                                   _mm_shuffle_epi8(hi1, _mm_and_si128(_mm_srli_epi16(v1, 4), low)));
+        unsigned look = ~_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_and_si128(c0, c1), zero)) & 0xffff;
+        look |= _mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(v0, esc), _mm_cmpeq_epi8(v0, zero)));
+        unsigned lines = _mm_movemask_epi8(_mm_cmpeq_epi8(v0, nl));
+        if (look)
+            lines &= (1u << __builtin_ctz(look)) - 1;  /* only those before the first candidate */
+        if (lines) {
+            *start = p + (31 - __builtin_clz(lines)) + 1;
+            for (; lines; lines &= lines - 1)
+                (*line)++;
+        }
+        if (look)
+            return p + __builtin_ctz(look);
+    }
+    return p;
+}
+#endif
+
 /* The start of the first line at or after p (a line start) that may hold a token, an escape or NUL,
  * adding to *line the newlines passed; NULL when none does, every newline before e counted. Lines
  * without one (a long log's checkpoint saves, its start-up) yield nothing: they are passed unparsed. */
@@ -193,6 +302,10 @@ static const char *next_line_of_interest(const char *p, const char *e, long long
     if (!n_tokens)
         return p;  /* tokens() not called: every line is read */
     for (; e - p >= 2; p++) {
+#ifdef NIBBLES
+        if (nibbles_on && (p = skip_nibbles(p, e, &start, line), e - p < 2))
+            break;
+#endif
         unsigned h = PAIR(p);
         if (!STOPS(h))
             continue;
@@ -720,6 +833,7 @@ static PyObject *set_tokens(PyObject *self, PyObject *arg)
         pair_first[h] = (unsigned char)(i + 1);
         stop_pair[h >> 3] |= 1 << (h & 7);
     }
+    build_nibbles();
     for (unsigned h = 0; h < 256; h++) {  /* any pair starting with a newline, an escape or NUL */
         for (unsigned first = 0; first < 3; first++) {
             unsigned pair = (unsigned)"\n\x1b\0"[first] << 8 | h;
@@ -833,7 +947,19 @@ static PyObject *line_end(PyObject *self, PyObject *args)
     return PyLong_FromSsize_t(end);
 }
 
+static PyObject *use_simd(PyObject *self, PyObject *arg)
+{
+    int was = nibbles_on, want = PyObject_IsTrue(arg);
+    if (want < 0)
+        return NULL;
+#ifdef NIBBLES
+    nibbles_on = want && __builtin_cpu_supports("ssse3");
+#endif
+    return PyBool_FromLong(was);
+}
+
 static PyMethodDef methods[] = {
+    {"use_simd", use_simd, METH_O, "use_simd(on): skip lines with SSSE3 where the CPU has it (on), or a byte at a time; the previous setting."},
     {"line_end", line_end, METH_VARARGS, "line_end(data, pos): the offset of the first newline at or after pos, or len(data)."},
     {"scan", scan, METH_VARARGS, "Parse simple training.log lines from an offset; see the module source."},
     {"newlines", count_lines, METH_O, "The number of newline bytes in a bytes-like object."},
@@ -847,6 +973,10 @@ static struct PyModuleDef module = {
 
 PyMODINIT_FUNC PyInit__fastlog(void)
 {
+#ifdef NIBBLES
+    __builtin_cpu_init();
+    nibbles_on = __builtin_cpu_supports("ssse3");
+#endif
     for (int c = 'A'; c <= 'Z'; c++)
         not_bar[c] = not_bar[c + 'a' - 'A'] = 1;
     not_bar['{'] = not_bar['*'] = not_bar['%'] = not_bar['\r'] = not_bar['\n'] = 1;
