@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lftop.logs import jsonl, parse, scan
-from lftop.logs.follower import Follower, last_lines, mapped_blocks
+from lftop.logs.follower import Follower, last_lines, whole_lines
 from lftop.logs.history import History, RunLogs
 from lftop.logs.parse import LogParser
 from lftop.logs.records import Eval, Fact, Failure, Point, Progress, Rows, Summary, flat
@@ -367,6 +367,23 @@ def test_a_mapped_log_gives_the_lines_a_follower_gives(tmp_path, content):
     path.write_bytes(content)
     follower = Follower(path, max_line=64)
     expected = follower.read_block().lines() + follower.flush().lines()
-    got = [(n, line) for block in mapped_blocks(path, max_line=64, size=32)
-           for n, line in enumerate(clean(block.data).split("\n"), block.first)]
+    got = list(enumerate((line for data in whole_lines(path, max_line=64, size=32)
+                          for line in clean(data).split("\n")), 1))
     assert got == expected[:len(got)] and not any(line for _, line in expected[len(got):])  # but an empty last line
+
+
+@pytest.mark.parametrize("name", ["made_here_dpo_lf095_tf56.log", "made_here_kto_lf095_tf56.log",
+                                  "made_here_rm_lf095_tf56.log"])
+def test_a_log_read_in_mapped_blocks_numbers_its_lines_as_a_follower(name):
+    """`lftop scan`'s blocks carry no line count: each starts at the line the parser says follows the last."""
+    path = DATA / "logs" / name
+    parser, first, got = LogParser(), 1, []
+    for data in whole_lines(path, size=200):
+        got += flat(parser.feed_block(first, data))
+        first = parser.next_line
+    got += parser.finish()
+    whole = parse_file(path)
+    events = [r for r in got if not isinstance(r, Progress)]  # a Progress is a block's newest frame
+    assert repr(events) == repr([r for r in whole if not isinstance(r, Progress)])
+    assert [r for r in got if isinstance(r, Progress)][-1:] == [r for r in whole if isinstance(r, Progress)][-1:]
+    assert max(r.line for r in events) > 100  # records of later blocks

@@ -128,11 +128,12 @@ def line_ends(data, max_line: int, find=None) -> tuple:
     return b"\n".join(p[-max_line:] for p in parts), sum(1 for p in parts if len(p) > max_line)
 
 
-def mapped_blocks(path: str | os.PathLike[str], max_line: int = 1 << 20, size: int = BLOCK) -> Iterator[Block]:
-    """The whole lines of a file that will not grow (`lftop scan`), in blocks of about `size` bytes read
-    through a memory map: no copy of the file is made (copies and fresh buffers cost as much as parsing).
-    Each block's data is a view, valid until the next block; lines are cut as Follower cuts them. A file
-    that cannot be mapped (empty, a pipe), or a parse without the C scanner, reads through Follower."""
+def whole_lines(path: str | os.PathLike[str], max_line: int = 1 << 20, size: int = BLOCK) -> Iterator[bytes | memoryview]:
+    """The lines of a file that will not grow (`lftop scan`), in blocks of about `size` bytes of whole lines
+    joined by newlines, read through a memory map: no copy of the file is made (copies and fresh buffers
+    cost as much as parsing). A block from the map is a view, valid until the next; lines are cut as
+    Follower cuts them. A file that cannot be mapped (empty, a pipe), or a parse without the C scanner,
+    reads through Follower."""
     with open(path, "rb") as f:
         try:
             mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if fastlog is not None else None
@@ -140,24 +141,23 @@ def mapped_blocks(path: str | os.PathLike[str], max_line: int = 1 << 20, size: i
             mm = None
     if mm is None:
         follower = Follower(path, max_line)
-        while (block := follower.read_block(size)).count:
-            yield block
+        while (block := follower.read_block(size)).count or follower.behind:  # behind: in a line longer than size
+            if block.count:
+                yield block.data
         if (last := follower.flush()).count:
-            yield last
+            yield last.data
         return
     with mm, memoryview(mm) as view:
         stop = len(mm) - (mm[-1:] == b"\n")  # a last newline ends the last line
-        first, start = 1, 0
+        start = 0
         while start < stop:
             end = mm.rfind(b"\n", start, start + size) if start + size < stop else stop
             if end == -1:  # a line longer than a block
                 end = mm.find(b"\n", start + size, stop)
                 end = stop if end == -1 else end
             with view[start:end] as chunk:
-                count = newlines(chunk) + 1
-                data, _ = line_ends(chunk, max_line, lambda sub, a, b, start=start: mm.find(sub, start + a, start + b))
-                yield Block(first, data, count)
-            first, start = first + count, end + 1
+                yield line_ends(chunk, max_line, lambda sub, a, b, start=start: mm.find(sub, start + a, start + b))[0]
+            start = end + 1
 
 
 def last_lines(path: str | os.PathLike[str], count: int, window: int = 1 << 20) -> list[str]:

@@ -134,14 +134,17 @@ class LogParser:
         self._traceback: dict[str, int] = {}  # rank prefix -> line where its traceback started
         self._metrics: dict | None = None
         self._metrics_line = 0
+        self.next_line = 1  # the number of the line after the last block fed
 
     def feed_block(self, first: int, data: bytes | bytearray | memoryview | str) -> list[Record]:
         """Complete lines joined by newlines, the first being line `first`: bytes as read, or text."""
         out: list[Record] = []
         if isinstance(data, str) or fastlog is None:
-            self._scan(first, data if isinstance(data, str) else clean(data), out)
+            text = data if isinstance(data, str) else clean(data)
+            self._scan(first, text, out)
+            self.next_line = first + text.count("\n") + 1
         else:
-            self._scan_fast(first, data, out)
+            self.next_line = self._scan_fast(first, data, out)
         if self._frame is not None:
             self._emit_frame(out)
         return out
@@ -152,9 +155,9 @@ class LogParser:
             return False
         return not self._pending or _POINT_KEYS.issuperset(self._pending[0][0])
 
-    def _scan_fast(self, line: int, data: bytes | bytearray | memoryview, out: list[Record]) -> None:
+    def _scan_fast(self, line: int, data: bytes | bytearray | memoryview, out: list[Record]) -> int:
         """The C scanner takes the lines it knows and skips those without a token; each line it stops at
-        goes through `_scan`."""
+        goes through `_scan`. Returns the number of the line after the block."""
         pos, end = 0, len(data)
         while pos <= end:
             if self._c_can_go_on():
@@ -169,6 +172,7 @@ class LogParser:
             stop = fastlog.line_end(data, pos)
             self._scan(line, clean(data[pos:stop]), out)
             pos, line = stop + 1, line + 1
+        return line
 
     def _scan(self, first: int, text: str, out: list[Record]) -> None:
         """The Python parser over complete lines joined by newlines; the last frame stays open."""

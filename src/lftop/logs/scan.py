@@ -7,7 +7,7 @@ import io
 from pathlib import Path
 
 from lftop.logs import jsonl
-from lftop.logs.follower import Follower, mapped_blocks
+from lftop.logs.follower import Follower, whole_lines
 from lftop.logs.history import History
 from lftop.logs.parse import LogParser
 from lftop.logs.records import Failure
@@ -21,9 +21,10 @@ def scan(path: Path) -> History:
         for number, text in follower.read() + follower.flush().lines():
             history.add_jsonl(jsonl.parse_line(number, text))
         return history
-    parser = LogParser()
-    for block in mapped_blocks(path):
-        history.add_log(parser.feed_block(block.first, block.data))
+    parser, first = LogParser(), 1
+    for data in whole_lines(path):
+        history.add_log(parser.feed_block(first, data))
+        first = parser.next_line
     history.add_log(parser.finish())
     return history
 
