@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lftop.logs import follower as follower_module
 from lftop.logs import jsonl, parse, scan
 from lftop.logs.follower import Follower, last_lines, whole_lines
 from lftop.logs.history import History, RunLogs
@@ -360,9 +361,12 @@ def test_a_diverging_run_is_flagged_until_the_step_is_reported_again():
 @pytest.mark.parametrize("content", [
     b"", b"\n", b"one", b"one\ntwo\n", b"one\n\nthree", b"a\n" + b"x" * 300 + b"\nb\n", b"x" * 700, b"\r\n" * 90,
 ])
-def test_a_mapped_log_gives_the_lines_a_follower_gives(tmp_path, content):
-    """`lftop scan` reads through a memory map, in blocks cut at newlines; the lines, their numbers and the
-    cut of long lines (their last max_line bytes) are the follower's."""
+@pytest.mark.parametrize("mapped", [True, False], ids=["mapped", "read"])
+def test_a_mapped_log_gives_the_lines_a_follower_gives(tmp_path, monkeypatch, content, mapped):
+    """`lftop scan` reads through a memory map (or, without the C scanner, a follower), in blocks cut at
+    newlines; the lines, their numbers and the cut of long lines (their last max_line bytes) are the follower's."""
+    if not mapped:
+        monkeypatch.setattr(follower_module, "fastlog", None)
     path = tmp_path / "log"
     path.write_bytes(content)
     follower = Follower(path, max_line=64)
