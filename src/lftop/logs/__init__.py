@@ -1,9 +1,9 @@
 """Training logs: a follower for growing files and parsers into typed records.
 
-Modules: follower (read a growing file in blocks of whole lines), tail (the last bytes of a file),
-text (bytes to text; the optional C scanner), parse (training.log -> records), jsonl
-(trainer_log.jsonl -> records), failures (how a run failed), history (one History per run),
-scan (`lftop scan`).
+Modules: follower (read a growing file in blocks of whole lines; a finished one through a memory map),
+tail (the last bytes of a file), text (bytes to text; the optional C scanner), parse (training.log ->
+records), jsonl (trainer_log.jsonl -> records), failures (how a run failed), points (a run's points
+by step, as columns), history (one History per run), scan (`lftop scan`).
 
 Metrics, by name. Every numeric value of a transformers metric dict is kept under the name the log
 gives it: `loss`, `learning_rate` (Point.lr), `grad_norm` and `epoch` on the Point, every other one in
