@@ -315,6 +315,21 @@ def test_the_c_scanner_is_built_and_takes_the_common_lines():
     assert frame == (2, 2, 30, 1.52, 28 / 1.52)  # the newest frame: LogParser makes the block's Progress of it
 
 
+def test_a_waiting_dict_without_a_grad_norm_leaves_only_its_release_to_python():
+    """A dict Python holds (no grad_norm: rows hold four numbers) does not stop the C scanner from passing the
+    lines that follow; it stops at the frame that gives the dict its step, for Python to read."""
+    cold = b"\n".join([b'  "vocab_size": 384,'] * 50)
+    frame = ("\r" + _frame(3, 30, ",  1.52it/s")).encode()
+    data = cold + b"\n" + frame
+    pending = ({"loss": "2.5", "learning_rate": "1e-05", "epoch": "0.1"}, 7)
+    pos, line, _, _, held, rows = parse.fastlog.scan(data, 0, 8, None, 2, None, pending, jsonl.clock_seconds)
+    assert (pos, line) == (len(cold) + 1, 58) and held == pending and rows is None
+    fast, python = LogParser(), LogParser()
+    text = "{'loss': '2.5', 'learning_rate': '1e-05', 'epoch': '0.1'}\n" + data.decode()
+    assert repr(flat(fast.feed_block(1, text.encode())) + fast.finish()) == repr(python.feed_block(1, text) +
+                                                                               python.finish())
+
+
 def test_every_word_the_parser_acts_on_stops_the_c_scanners_skip():
     """The C scanner skips superseded frames unread unless they hold a byte of STOP: each word LogParser
     looks for must hold one, or a frame hiding it would be skipped by C and read by Python."""
@@ -391,3 +406,14 @@ def test_a_log_read_in_mapped_blocks_numbers_its_lines_as_a_follower(name):
     assert repr(events) == repr([r for r in whole if not isinstance(r, Progress)])
     assert [r for r in got if isinstance(r, Progress)][-1:] == [r for r in whole if isinstance(r, Progress)][-1:]
     assert max(r.line for r in events) > 100  # records of later blocks
+
+
+def test_a_log_truncated_while_scanned_ends_where_it_ends(tmp_path):
+    """logrotate's copytruncate under a running `lftop scan`: the scan ends with what it read."""
+    path = tmp_path / "log"
+    path.write_bytes(b"".join(b"line %d\n" % i for i in range(1000)))
+    blocks = whole_lines(path, max_line=64, size=256)
+    first = bytes(next(blocks))
+    os.truncate(path, 0)
+    rest = [bytes(b) for b in blocks]  # at most the start of the line the first read ended in
+    assert first.startswith(b"line 0\nline 1\n") and len(rest) <= 1 and b"\n" not in b"".join(rest)

@@ -70,3 +70,9 @@ def test_rows_after_objects_keep_step_order_and_the_later_report_wins():
     points.add_rows(_rows((2,), (9,), (0.7,)))  # step 2 again (a resume)
     assert list(points) == [1, 2, 3] and len(points) == 3 and points[2] == Point(2, 0.7, 0.1, 0.2, 0.3, 9)
     assert points.column("loss") == [1.0, 0.7, 0.8]
+
+
+def test_a_key_that_is_no_step_is_not_found():
+    points = Points()
+    points.add(Point(1, 1.0, 0.1, 0.2, 0.3, 1))
+    assert points.get(None) is None and "a" not in points and points.get(1.0) == points[1]

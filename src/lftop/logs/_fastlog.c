@@ -544,7 +544,7 @@ typedef struct {
     PyObject *pending_original;   /* the (values, line) it was given, while unreleased */
     opt_t pending[4];             /* loss, lr, grad_norm, epoch of the dict waiting for its step */
     long long pending_line;
-    int has_pending, pending_from_c;
+    int has_pending, pending_from_c, pending_incomplete;
     dict_t pending_dict;
 } state_t;
 
@@ -782,8 +782,7 @@ static int state_in(state_t *s, PyObject *train_total, PyObject *frame, PyObject
         for (int i = 0; i < 4; i++) {
             if (!as_number(values, keys[i], &s->pending[i]))
                 return 0;
-            if (s->pending[i].none)
-                return -1;  /* a row holds four numbers: Python releases this one */
+            s->pending_incomplete |= s->pending[i].none;  /* a row holds four numbers: Python releases this one */
         }
         s->pending_line = PyLong_AsLongLong(pl);
         if (s->pending_line == -1 && (ok = overflowed()) != 1)
@@ -881,6 +880,11 @@ static PyObject *scan(PyObject *self, PyObject *args)
         int count;
         if (!read_line(start, end, s.train_total, s.has_pending, ev, &count))
             break;  /* a line of another shape with a token: Python's */
+        int releases = 0;  /* a frame that gives the waiting dict its step, which Python holds */
+        for (int i = 0; i < count && s.has_pending && s.pending_incomplete; i++)
+            releases |= !ev[i].is_dict && (s.train_total < 0 || ev[i].f.total == s.train_total);
+        if (releases)
+            break;
         for (int i = 0; i < count; i++) {
             if (ev[i].is_dict)
                 on_dict(&s, &ev[i].d, line);

@@ -9,7 +9,6 @@ Reading hands out blocks of whole lines as bytes; a block's text is decoded and 
 
 from __future__ import annotations
 
-import mmap
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -116,11 +115,11 @@ class Follower:
         return self._block(data, bool(data))
 
 
-def line_ends(data, max_line: int, find=None) -> tuple:
-    """(data, how many lines were cut): each line longer than max_line cut to its last max_line bytes.
-    `find` is data's find (or its file's memory map's, for a view of one)."""
-    find, half = find or data.find, max(1, max_line // 2)
-    if all(find(b"\n", k, k + half) != -1 for k in range(0, len(data) - half + 1, half)):
+def line_ends(data: bytes | bytearray | memoryview, max_line: int) -> tuple:
+    """(data, how many lines were cut): each line longer than max_line cut to its last max_line bytes."""
+    half = max(1, max_line // 2)
+    if all(fastlog.line_end(data, k) < k + half if fastlog else data.find(b"\n", k, k + half) != -1
+           for k in range(0, len(data) - half + 1, half)):
         return data, 0  # every half-window holds a newline: no line is longer than max_line
     parts = bytes(data).split(b"\n")
     if max(map(len, parts)) <= max_line:
@@ -129,17 +128,12 @@ def line_ends(data, max_line: int, find=None) -> tuple:
 
 
 def whole_lines(path: str | os.PathLike[str], max_line: int = 1 << 20, size: int = BLOCK) -> Iterator[bytes | memoryview]:
-    """The lines of a file that will not grow (`lftop scan`), in blocks of about `size` bytes of whole lines
-    joined by newlines, read through a memory map: no copy of the file is made (copies and fresh buffers
-    cost as much as parsing). A block from the map is a view, valid until the next; lines are cut as
-    Follower cuts them. A file that cannot be mapped (empty, a pipe), or a parse without the C scanner,
-    reads through Follower."""
-    with open(path, "rb") as f:
-        try:
-            mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if fastlog is not None else None
-        except (OSError, ValueError):
-            mm = None
-    if mm is None:
+    """The lines of a file that will not grow (`lftop scan`), in blocks of whole lines joined by newlines,
+    read into one buffer used again for each block (fresh buffers and their pages cost as much as parsing):
+    a block is a view of it, valid until the next. Lines are cut as Follower cuts them. A file that shrinks
+    meanwhile ends where it ends. Without the C scanner the blocks come from a Follower.
+    """
+    if fastlog is None:
         follower = Follower(path, max_line)
         while (block := follower.read_block(size)).count or follower.behind:  # behind: in a line longer than size
             if block.count:
@@ -147,17 +141,28 @@ def whole_lines(path: str | os.PathLike[str], max_line: int = 1 << 20, size: int
         if (last := follower.flush()).count:
             yield last.data
         return
-    with mm, memoryview(mm) as view:
-        stop = len(mm) - (mm[-1:] == b"\n")  # a last newline ends the last line
-        start = 0
-        while start < stop:
-            end = mm.rfind(b"\n", start, start + size) if start + size < stop else stop
-            if end == -1:  # a line longer than a block
-                end = mm.find(b"\n", start + size, stop)
-                end = stop if end == -1 else end
-            with view[start:end] as chunk:
-                yield line_ends(chunk, max_line, lambda sub, a, b, start=start: mm.find(sub, start + a, start + b))[0]
-            start = end + 1
+    buf, head, offset = bytearray(max(size, 2 * max_line)), 0, 0  # head: a line's start, carried to the front
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        while True:
+            with memoryview(buf) as view:
+                got = os.preadv(fd, [view[head:]], offset)
+            offset, filled = offset + got, head + got
+            cut = buf.rfind(b"\n", 0, filled) if got else filled
+            if cut == -1:  # no line ends yet: read on, keeping a line that fills the buffer to its end
+                if filled == len(buf):
+                    buf[:max_line] = buf[filled - max_line:filled]
+                head = max_line if filled == len(buf) else filled
+                continue
+            if cut > 0 or (got and cut == 0) or (not got and head):
+                with memoryview(buf)[:cut] as chunk:
+                    yield line_ends(chunk, max_line)[0]
+            if not got:
+                return
+            head = filled - cut - 1
+            buf[:head] = buf[cut + 1:filled]
+    finally:
+        os.close(fd)
 
 
 def last_lines(path: str | os.PathLike[str], count: int, window: int = 1 << 20) -> list[str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+from array import array
 from dataclasses import dataclass, field
 
 from lftop.logs import jsonl
@@ -48,10 +49,11 @@ class History:
         points, jsonl_steps, nonfinite, names = self.points, self._jsonl_steps, self._nonfinite, self._names
         for r in records:
             if type(r) is Rows:
-                if jsonl_steps or nonfinite or not r.finite:
-                    self.add_log(r.points())  # a step to merge or a divergence to follow: point by point
-                else:
+                steps = array("q", r.steps) if jsonl_steps or nonfinite else ()
+                if r.finite and jsonl_steps.isdisjoint(steps) and nonfinite.isdisjoint(steps):
                     points.add_rows(r)
+                else:  # a step to merge with the JSONL's, or a divergence to follow: point by point
+                    self.add_log(r.points())
                 continue
             if type(r) is not Point:
                 self._common(r, from_log=True)

@@ -96,7 +96,10 @@ class Points(Mapping[int, Point]):
         self._settle()
         if self._index is not None:
             return self._index.get(step)
-        i = bisect_left(self._steps, step)
+        try:
+            i = bisect_left(self._steps, step)
+        except TypeError:  # not a number: no step
+            return None
         return i if i < len(self._steps) and self._steps[i] == step else None
 
     def _point(self, row: int) -> Point:
