@@ -376,11 +376,11 @@ def test_a_diverging_run_is_flagged_until_the_step_is_reported_again():
 @pytest.mark.parametrize("content", [
     b"", b"\n", b"one", b"one\ntwo\n", b"one\n\nthree", b"a\n" + b"x" * 300 + b"\nb\n", b"x" * 700, b"\r\n" * 90,
 ])
-@pytest.mark.parametrize("mapped", [True, False], ids=["mapped", "read"])
-def test_a_mapped_log_gives_the_lines_a_follower_gives(tmp_path, monkeypatch, content, mapped):
-    """`lftop scan` reads through a memory map (or, without the C scanner, a follower), in blocks cut at
-    newlines; the lines, their numbers and the cut of long lines (their last max_line bytes) are the follower's."""
-    if not mapped:
+@pytest.mark.parametrize("buffered", [True, False], ids=["buffer", "follower"])
+def test_whole_lines_are_the_lines_a_follower_gives(tmp_path, monkeypatch, content, buffered):
+    """`lftop scan` reads into one reused buffer (or, without the C scanner, through a follower), in blocks cut
+    at newlines; the lines, their numbers and the cut of long lines (their last max_line bytes) are the follower's."""
+    if not buffered:
         monkeypatch.setattr(follower_module, "fastlog", None)
     path = tmp_path / "log"
     path.write_bytes(content)
@@ -393,7 +393,7 @@ def test_a_mapped_log_gives_the_lines_a_follower_gives(tmp_path, monkeypatch, co
 
 @pytest.mark.parametrize("name", ["made_here_dpo_lf095_tf56.log", "made_here_kto_lf095_tf56.log",
                                   "made_here_rm_lf095_tf56.log"])
-def test_a_log_read_in_mapped_blocks_numbers_its_lines_as_a_follower(name):
+def test_a_log_read_in_whole_line_blocks_numbers_its_lines_as_a_follower(name):
     """`lftop scan`'s blocks carry no line count: each starts at the line the parser says follows the last."""
     path = DATA / "logs" / name
     parser, first, got = LogParser(), 1, []

@@ -1,6 +1,6 @@
 """Training logs: a follower for growing files and parsers into typed records.
 
-Modules: follower (read a growing file in blocks of whole lines; a finished one through a memory map),
+Modules: follower (read a growing file in blocks of whole lines; a finished one into one reused buffer),
 tail (the last bytes of a file), text (bytes to text; the optional C scanner), parse (training.log ->
 records), jsonl (trainer_log.jsonl -> records), failures (how a run failed), points (a run's points
 by step, as columns), history (one History per run), scan (`lftop scan`).

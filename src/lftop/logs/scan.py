@@ -14,7 +14,7 @@ from lftop.logs.records import Failure
 
 
 def scan(path: Path) -> History:
-    """Everything a complete log holds, read in blocks through a memory map."""
+    """Everything a complete log holds, read in blocks of whole lines (follower.whole_lines)."""
     history = History()
     if is_jsonl(path):
         follower = Follower(path)
