@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
+from rich.cells import cell_len
+from rich.text import Text
 
 from lftop.gpu.host import HostSnapshot
 from lftop.gpu.nvml import Nvml
@@ -62,6 +64,28 @@ def app_for(tmp_path: Path, gpus: int = 2) -> LftopApp:
     return LftopApp(home, interval=3600, select="glm3-ddp-20261122-110000", gpu_source=lambda: sample)
 
 
+def laid_out(table) -> bool:
+    """The runs table has measured the rows it was given (a DataTable does that when idle): each column is as
+    wide as its widest cell. A busy machine can take a snapshot between a table's rows and their widths."""
+    if not table.row_count:
+        return False
+    cells = [table.get_row_at(i) for i in range(table.row_count)]
+    return all(column.content_width >= max(cell_len(row[k].plain if isinstance(row[k], Text) else str(row[k]))
+                                           for row in cells)
+               for k, column in enumerate(table.ordered_columns))
+
+
+async def settled(pilot) -> None:
+    """Until the runs table is laid out, then until rendering settles."""
+    for _ in range(400):
+        if laid_out(pilot.app.runs_table):
+            break
+        await pilot.pause(0.05)
+    for _ in range(3):
+        await pilot.wait_for_scheduled_animations()
+        await pilot.pause(0.2)
+
+
 async def loaded(pilot) -> None:
     """Until both feeds have delivered and the selected run's log is on screen, then until rendering settles."""
     app = pilot.app
@@ -70,9 +94,7 @@ async def loaded(pilot) -> None:
                 and app.query_one("#log").lines and app.query_one("#runs").selected() == app.curves.run):
             break
         await pilot.pause(0.05)
-    for _ in range(3):
-        await pilot.wait_for_scheduled_animations()
-        await pilot.pause(0.2)
+    await settled(pilot)
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
@@ -88,7 +110,7 @@ def test_run_screen(snap_compare, tmp_path, monkeypatch, size):
     async def run_before(pilot):
         await loaded(pilot)
         await pilot.press("enter")
-        await pilot.pause(0.3)
+        await settled(pilot)
 
     assert snap_compare(app_for(tmp_path), terminal_size=size, run_before=run_before)
 
@@ -105,7 +127,7 @@ def test_launch_screen(snap_compare, tmp_path, monkeypatch, size):
             if getattr(pilot.app.screen, "profile", None) is not None:
                 break
             await pilot.pause(0.05)
-        await pilot.pause(0.3)
+        await settled(pilot)
 
     assert snap_compare(app_for(tmp_path), terminal_size=size, run_before=run_before)
 
@@ -117,7 +139,7 @@ def test_help_screen(snap_compare, tmp_path, monkeypatch, size):
     async def run_before(pilot):
         await loaded(pilot)
         await pilot.press("question_mark")
-        await pilot.pause(0.2)
+        await settled(pilot)
 
     assert snap_compare(app_for(tmp_path), terminal_size=size, run_before=run_before)
 

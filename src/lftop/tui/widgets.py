@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+from rich.cells import cell_len
 from rich.highlighter import Highlighter
 from rich.text import Text
 from textual.widget import Widget
@@ -67,14 +68,28 @@ class RunsTable(DataTable):
             self.clear()
             for r in wanted:
                 self.add_row(*self._cells(r, etas.get(r.id)), key=r.id)
+            self._measure()
             if selected in keys:
                 self.move_cursor(row=keys.index(selected))
             self.scroll_to(x=0, animate=False, immediate=True)  # the run id column stays in view
             return
+        changed = False
         for r in wanted:
             for column, value in zip(self.COLUMNS, self._cells(r, etas.get(r.id)), strict=True):
                 if self.get_cell(r.id, column) != value:  # a table redrawn for nothing costs a frame
                     self.update_cell(r.id, column, value, update_width=True)
+                    changed = True
+        if changed:
+            self._measure()
+
+    def _measure(self) -> None:
+        """Column widths from the cells, now. A DataTable measures new cells when idle, and a frame drawn
+        before that (a busy machine) was kept with the old widths until a cell changed again."""
+        for key, column in self.columns.items():
+            cells = (self.get_cell(row, key) for row in self.rows)
+            column.content_width = max([cell_len(column.label.plain),
+                                        *(cell_len(c.plain if isinstance(c, Text) else str(c)) for c in cells)])
+        self.refresh()
 
     def _cells(self, r: RunStatus, eta: float | None) -> tuple:
         state = Text(r.state, style=render.STATE_STYLE.get(r.state, ""))
