@@ -154,7 +154,7 @@ def whole_lines(path: str | os.PathLike[str], max_line: int = 1 << 20, size: int
                     buf[:max_line] = buf[filled - max_line:filled]
                 head = max_line if filled == len(buf) else filled
                 continue
-            if cut > 0 or (got and cut == 0) or (not got and head):
+            if got or head:  # lines up to the last newline; at the end, a last line without one
                 with memoryview(buf)[:cut] as chunk:
                     yield line_ends(chunk, max_line)[0]
             if not got:

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from lftop.logs import jsonl
 from lftop.logs.follower import BLOCK, Follower
 from lftop.logs.parse import LogParser
+from lftop.logs.points import FIELDS as _FIELDS
 from lftop.logs.points import Points
 from lftop.logs.records import Eval, Fact, Failure, Point, Progress, Record, Rows, Summary
 
-_FIELDS = ("loss", "lr", "grad_norm", "epoch")
 _INF = math.inf
 
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator, Mapping
 
 from lftop.logs.records import Point, Rows
 
-_FIELDS = ("loss", "lr", "grad_norm", "epoch")
+FIELDS = ("loss", "lr", "grad_norm", "epoch")  # Point's values, in its order
 
 
 def _fits(n: object) -> bool:
@@ -132,7 +132,7 @@ class Points(Mapping[int, Point]):
 
     def column(self, name: str) -> list[float]:
         """The values of `loss`, `lr`, `grad_norm` or `epoch` in step order, where a point has one."""
-        k = _FIELDS.index(name)
+        k = FIELDS.index(name)
         self._settle()
         if self._index is None and not self._objects:
             return self._values[k::4].tolist()
