@@ -29,13 +29,17 @@ class Tmux:
     def screen(self) -> str:
         return self("capture-pane", "-p", "-t", "demo")
 
-    def wait_for(self, predicate, timeout: float, what: str) -> str:
+    def wait_for(self, predicate, timeout: float, what: str, progress=None) -> str:
+        """Poll the screen until `predicate` holds. With `progress`, the deadline is `timeout` after the last time
+        progress() changed: a trainer slowed by a busy machine is waited for as long as it moves."""
         deadline = time.monotonic() + timeout * SLOWDOWN
-        text = ""
+        text, moved = "", progress() if progress else None
         while time.monotonic() < deadline:
             text = self.screen()
             if predicate(text):
                 return text
+            if progress and (now := progress()) != moved:
+                moved, deadline = now, time.monotonic() + timeout * SLOWDOWN
             time.sleep(0.5)
         raise AssertionError(f"timed out waiting for {what}; the screen:\n{text}")
 
@@ -43,6 +47,10 @@ class Tmux:
 def run_state(home: Path) -> str:
     runs = list((home / "runs").glob("*/state"))
     return runs[0].read_text().strip() if runs else ""
+
+
+def log_size(home: Path) -> int:
+    return sum(log.stat().st_size for log in (home / "runs").glob("*/training.log"))
 
 
 def test_demo_in_tmux_pause_and_resume(tmp_path, tiny):
@@ -59,7 +67,7 @@ def test_demo_in_tmux_pause_and_resume(tmp_path, tiny):
         tmux("send-keys", "-t", "demo", "p")
         tmux.wait_for(lambda s: "paused" in s and run_state(home) == "paused", 120, "paused after p")
         tmux("send-keys", "-t", "demo", "r")
-        tmux.wait_for(lambda s: "completed" in s, 300, "completed after r")
+        tmux.wait_for(lambda s: "completed" in s, 120, "completed after r", progress=lambda: log_size(home))
         events = [json.loads(l)["event"] for l in next((home / "runs").glob("*/events.jsonl")).read_text().splitlines()]
         # the screen says completed only once the process is gone, and the event is written before the state
         assert "paused" in events and "resumed" in events and events.count("completed") >= 1, events
