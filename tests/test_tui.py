@@ -248,6 +248,34 @@ async def test_the_log_tail_follows_until_scrolled_up_and_counts_what_arrives_me
         assert log.is_vertical_scroll_end and log.unseen == 0 and not log.border_subtitle
 
 
+async def test_a_following_log_renders_each_line_once_and_measures_it_without_a_worker():
+    """Textual's Log re-rendered every visible line at each write (its cache fills only under a selection) and
+    started a thread worker per write to measure widths: a following log cost most of the dashboard's CPU."""
+    from textual.app import App
+
+    class Host(App):
+        def compose(self):
+            yield LogTail(id="log")
+
+    app = Host()
+    async with app.run_test(size=(80, 12)) as pilot:
+        log = app.query_one(LogTail)
+        highlighted = []
+        highlight = log.highlighter.highlight
+        log.highlighter.highlight = lambda text: (highlighted.append(text.plain), highlight(text))[1]
+        workers = []
+        app.workers.add_worker = lambda worker, **kw: workers.append(worker)
+        for i in range(30):
+            log.add([f"step {i} " + "x" * i, "ERROR boom" if i == 29 else f"plain {i}"])
+            await pilot.pause()
+        assert log.virtual_size.width >= len("step 29 " + "x" * 29)  # measured at the write
+        assert not workers
+        assert len(highlighted) == len(set(highlighted))  # no line highlighted twice
+        assert "ERROR boom" in highlighted
+        boom = next(strip for y in range(log.size.height) if (strip := log.render_line(y)).text.startswith("ERROR"))
+        assert any(s.style and s.style.bold for s in boom)  # still styled, from the kept strip
+
+
 async def test_settings_remap_keys_and_choose_the_theme_and_bad_ones_are_named_not_fatal(home):
     (home / "config.toml").write_text('[ui]\ntheme = "lftop-light"\ninterval = 2\n'
                                       '[keys]\nlftop.pause = "x"\n"lftop.stop" = "k"\n')

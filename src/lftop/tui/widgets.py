@@ -7,7 +7,10 @@ from typing import TYPE_CHECKING
 
 from rich.cells import cell_len
 from rich.highlighter import Highlighter
+from rich.style import Style
 from rich.text import Text
+from textual.cache import LRUCache
+from textual.strip import Strip
 from textual.widget import Widget
 from textual.widgets import DataTable, Log, Static
 
@@ -41,8 +44,14 @@ class GpuPanel(Static):
         detail = self.app.size.height >= 40
         text = render.gpu_panel(self.sample, self.rings, self.content_size.width or self.app.size.width, detail)
         if text != self._shown:  # an idle server's panel does not change: no frame for it
+            lines = text.plain.count("\n")
+            # a layout of the whole screen only when the panel's height changes, not at every sample
+            self.update(text, layout=self._shown is None or lines != self._shown.plain.count("\n"))
             self._shown = text
-            self.update(text)
+
+
+def _width(cell) -> int:
+    return cell_len(cell.plain if isinstance(cell, Text) else str(cell))
 
 
 class RunsTable(DataTable):
@@ -73,13 +82,15 @@ class RunsTable(DataTable):
                 self.move_cursor(row=keys.index(selected))
             self.scroll_to(x=0, animate=False, immediate=True)  # the run id column stays in view
             return
-        changed = False
+        wider = False
         for r in wanted:
             for column, value in zip(self.COLUMNS, self._cells(r, etas.get(r.id)), strict=True):
-                if self.get_cell(r.id, column) != value:  # a table redrawn for nothing costs a frame
-                    self.update_cell(r.id, column, value, update_width=True)
-                    changed = True
-        if changed:
+                old = self.get_cell(r.id, column)
+                if old != value:  # a table redrawn for nothing costs a frame
+                    resized = _width(old) != _width(value)  # the columns are measured again only then
+                    self.update_cell(r.id, column, value, update_width=resized)
+                    wider = wider or resized
+        if wider:
             self._measure()
 
     def _measure(self) -> None:
@@ -87,8 +98,7 @@ class RunsTable(DataTable):
         before that (a busy machine) was kept with the old widths until a cell changed again."""
         for key, column in self.columns.items():
             cells = (self.get_cell(row, key) for row in self.rows)
-            column.content_width = max([cell_len(column.label.plain),
-                                        *(cell_len(c.plain if isinstance(c, Text) else str(c)) for c in cells)])
+            column.content_width = max([_width(column.label), *map(_width, cells)])
         self.refresh()
 
     def _cells(self, r: RunStatus, eta: float | None) -> tuple:
@@ -162,6 +172,23 @@ class LogTail(Log):
         self.highlighter = _Severity()
         self.border_title = "Log"
         self.unseen = 0
+        self._strips: LRUCache[tuple[str, Style], Strip] = LRUCache(1024)
+
+    def _update_size(self, updates: int, lines: list[str]) -> None:
+        """The widest new line, measured here: Textual's Log starts a thread worker for it at every write."""
+        if lines:
+            self._update_maximum_width(updates, max(cell_len(self._process_line(line)) for line in lines))
+
+    def _render_line_strip(self, y: int, rich_style: Style) -> Strip:
+        """A line rendered once, kept by its text and style. Textual 8's Log fills its own cache only while text
+        is selected, so a following log highlighted and rendered every visible line again at each new line."""
+        if self.text_selection is not None:
+            return super()._render_line_strip(y, rich_style)
+        key = (self.lines[y], rich_style)
+        strip = self._strips.get(key)
+        if strip is None:
+            strip = self._strips[key] = super()._render_line_strip(y, rich_style)
+        return strip
 
     def add(self, lines: list[str]) -> None:
         following = self.is_vertical_scroll_end or self.max_scroll_y == 0
