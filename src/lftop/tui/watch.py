@@ -23,16 +23,23 @@ class RunsWatch:
         self._observer = None
         self._output = None  # (path, watch handle) of the selected run's output_dir
         try:
-            from watchdog.events import FileSystemEventHandler
+            from watchdog.events import (
+                FileCreatedEvent,
+                FileDeletedEvent,
+                FileModifiedEvent,
+                FileMovedEvent,
+                FileSystemEventHandler,
+            )
             from watchdog.observers import Observer
         except ImportError:
             return
         watch = self
+        # writes, atomic replaces, new and removed files: opens and closes are not asked of the kernel (a logging
+        # step's open, write and close were three events through watchdog's threads, two of them for nothing)
+        self._kinds = [FileModifiedEvent, FileMovedEvent, FileCreatedEvent, FileDeletedEvent]
 
         class Handler(FileSystemEventHandler):
             def on_any_event(self, event) -> None:
-                if event.event_type in ("opened", "closed_no_write"):
-                    return
                 name = Path(event.dest_path or event.src_path).name if event.event_type == "moved" \
                     else Path(event.src_path).name
                 if name in FULL:
@@ -44,7 +51,7 @@ class RunsWatch:
         try:
             make_runs_root(runs_root.parent)  # private (or sticky in a shared home), as lftop creates it anywhere
             observer = Observer()
-            observer.schedule(self._handler, str(runs_root), recursive=True)
+            observer.schedule(self._handler, str(runs_root), recursive=True, event_filter=self._kinds)
             observer.daemon = True
             observer.start()
             self._observer = observer
@@ -60,7 +67,7 @@ class RunsWatch:
             self._output = None
         if output_dir and Path(output_dir).is_dir():
             try:
-                self._output = (output_dir, self._observer.schedule(self._handler, output_dir, recursive=False))
+                self._output = (output_dir, self._observer.schedule(self._handler, output_dir, event_filter=self._kinds))
             except OSError:
                 pass
 
