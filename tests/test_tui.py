@@ -222,14 +222,19 @@ async def test_collections_held_back_for_start_up_resume_after_the_first_frame(h
         gc.unfreeze()
 
 
-async def test_the_log_tail_follows_until_scrolled_up_and_counts_what_arrives_meanwhile():
+def log_host():
+    """An app holding only a LogTail."""
     from textual.app import App
 
     class Host(App):
         def compose(self):
             yield LogTail(id="log")
 
-    app = Host()
+    return Host()
+
+
+async def test_the_log_tail_follows_until_scrolled_up_and_counts_what_arrives_meanwhile():
+    app = log_host()
     async with app.run_test(size=(80, 12)) as pilot:
         log = app.query_one(LogTail)
         log.add([f"line {i}" for i in range(50)])
@@ -251,13 +256,7 @@ async def test_the_log_tail_follows_until_scrolled_up_and_counts_what_arrives_me
 async def test_a_following_log_renders_each_line_once_and_measures_it_without_a_worker():
     """Textual's Log re-rendered every visible line at each write (its cache fills only under a selection) and
     started a thread worker per write to measure widths: a following log cost most of the dashboard's CPU."""
-    from textual.app import App
-
-    class Host(App):
-        def compose(self):
-            yield LogTail(id="log")
-
-    app = Host()
+    app = log_host()
     async with app.run_test(size=(80, 12)) as pilot:
         log = app.query_one(LogTail)
         highlighted = []

@@ -17,10 +17,10 @@ def append(path, text: str) -> None:
         f.write(text)
 
 
-def replace_state(run, state: str) -> None:
-    tmp = run / ".state.tmp"
-    tmp.write_text(state + "\n")
-    os.replace(tmp, run / "state")  # how lftop and its worker write a state
+def replace(run, name: str, text: str) -> None:
+    tmp = run / f".{name}.tmp"
+    tmp.write_text(text)
+    os.replace(tmp, run / name)  # how lftop and its worker write a state or a run.json
 
 
 def test_a_log_write_wakes_a_follow_once_at_most_and_a_state_change_wakes_a_full_poll(tmp_path):
@@ -32,7 +32,7 @@ def test_a_log_write_wakes_a_follow_once_at_most_and_a_state_change_wakes_a_full
         for i in range(5):
             append(run / "training.log", f"line {i}\n")
         append(run / "notes.txt", "not a file lftop reads\n")
-        replace_state(run, "paused")  # one watch delivers in order: once this has come, every write before it has
+        replace(run, "state", "paused\n")  # one watch delivers in order: once this has come, every write before it has
         wait_for(lambda: True in wakes, 30, "the state change's wake")
         follows = wakes[:wakes.index(True)]
         # opens and closes are not events: a write is one follow (repeats may merge), not two or three
@@ -62,14 +62,7 @@ def test_a_new_run_directory_is_seen(tmp_path):
     watch = RunsWatch(root, wakes.append)
     try:
         (root / "r2").mkdir()
-        wait_for(lambda: watch_sees(root / "r2", wakes), 30, "a wake for the new run's run.json")
+        # the new directory's own watch is added as it appears: write its run.json until a wake comes
+        wait_for(lambda: replace(root / "r2", "run.json", "{}") or True in wakes, 30, "a wake for the new run's run.json")
     finally:
         watch.stop()
-
-
-def watch_sees(run, wakes) -> bool:
-    """Write the new run's run.json until a wake comes (the directory's own watch is added as it appears)."""
-    replace_run_json = run / ".run.json.tmp"
-    replace_run_json.write_text("{}")
-    os.replace(replace_run_json, run / "run.json")
-    return True in wakes
