@@ -2,8 +2,12 @@
 
     python benchmarks/tui_cost.py [--seconds 60]
 
-Both programs run in real tmux sessions (160x45) for the same time while a run logs 10 lines a second;
-lftop shows 8 simulated GPUs. toolong is installed into its own virtual environment on first use
+Both programs run in real tmux sessions (160x45) for the same time while a run writes its log: a real
+LLaMA-Factory run's (benchmarks/data/training.log, built as log_parse.py builds its real row: start-up block,
+then the training section with its counters rewritten) replayed a tqdm frame at a time, with the metric dicts
+and checkpoint-save blocks that follow each frame, every 0.1 s (tqdm's fastest redraw; the run itself was 10x
+faster), and a trainer_log.jsonl point per metric dict, as LLaMA-Factory's callback writes. lftop shows 8
+simulated GPUs. toolong is installed into its own virtual environment on first use
 (it needs Textual 0.x). Then the time to the first frame of `lftop` is measured beside a bare Textual
 app's, both started the same way on a pseudo-terminal the benchmark reads, alternately, many times (median).
 lftop's bytecode is compiled first, as a wheel install does (an editable install under
@@ -33,19 +37,31 @@ from pathlib import Path
 
 import psutil
 
+from log_parse import make_real
+
+REPLAY_MB = 2.0  # the real run's training section about 90 times: 27,000 steps, over 13 minutes of writing
+
 WRITER = """
-import json, sys, time
-log, jsonl = sys.argv[1], sys.argv[2]
-step = 0
-while True:
-    step += 1
-    with open(log, "a") as f:
-        f.write(f"\\r{step % 100:3d}%|#####     | {step}/100000 [00:10<01:00,  9.9it/s]"
-                f"\\r{{'loss': '{2 + 1 / step:.4g}', 'grad_norm': '0.45', 'learning_rate': '1e-4', 'epoch': '{step / 1000:.4g}'}}\\n")
-    with open(jsonl, "a") as f:
-        f.write(json.dumps({"current_steps": step, "total_steps": 100000, "loss": 2 + 1 / step, "lr": 1e-4,
-                            "epoch": step / 1000, "elapsed_time": "0:00:10"}) + "\\n")
-    time.sleep(0.1)
+import ast, json, re, sys, time
+replay, log, jsonl = sys.argv[1:4]
+data = open(replay, "rb").read()
+frames = [m.start() for m in re.finditer(rb"\\r *\\d+%\\|", data)]  # where each tqdm frame begins
+with open(log, "ab") as f:
+    f.write(data[:frames[0]])  # the start-up block at once
+logged = 0
+for start, end in zip(frames, frames[1:] + [len(data)]):  # a frame with what follows it, one write each
+    chunk = data[start:end]
+    with open(log, "ab") as f:
+        f.write(chunk)
+    total = int(re.search(rb"\\d+/(\\d+) \\[", chunk).group(1))
+    for d in re.findall(rb"\\{'loss'[^\\n]*\\}", chunk):  # LLaMA-Factory's callback writes a point per dict
+        logged += 1
+        values = ast.literal_eval(d.decode())
+        with open(jsonl, "a") as f:
+            f.write(json.dumps({"current_steps": 5 * logged, "total_steps": total, "loss": float(values["loss"]),
+                                "lr": float(values["learning_rate"]), "epoch": float(values["epoch"]),
+                                "elapsed_time": "0:00:10"}) + "\\n")
+    time.sleep(0.1)  # tqdm's mininterval: the fastest a real bar redraws
 """
 
 BARE = """
@@ -72,7 +88,10 @@ def make_run(home: Path) -> subprocess.Popen:
     out = home / "saves" / "bench"
     run.mkdir(parents=True)
     out.mkdir(parents=True)
-    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(run / "training.log"), str(out / "trainer_log.jsonl")])
+    replay = home / "replay.log"
+    make_real(replay, REPLAY_MB)
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(replay), str(run / "training.log"),
+                               str(out / "trainer_log.jsonl")])
     proc = psutil.Process(writer.pid)
     (run / "run.json").write_text(json.dumps({"id": "bench-run", "pid": writer.pid, "create_time": proc.create_time(),
                                               "output_dir": str(out), "gpus": "0,1", "nproc": 2, "created": time.time(),
