@@ -275,6 +275,26 @@ async def test_a_following_log_renders_each_line_once_and_measures_it_without_a_
         assert any(s.style and s.style.bold for s in boom)  # still styled, from the kept strip
 
 
+async def test_a_growing_log_lays_out_the_screen_only_when_its_scrollbar_appears():
+    """Widget.virtual_size asks for a layout of the whole screen at every change: a log that grows twice a
+    second cost two full layouts a second. The log's length is only its scroll range."""
+    app = log_host()
+    async with app.run_test(size=(80, 12)) as pilot:
+        log = app.query_one(LogTail)
+        layouts = []
+        app.screen.screen_layout_refresh_signal.subscribe(log, lambda screen: layouts.append(log.line_count))
+        for i in range(60):
+            log.add([f"line {i}"])
+            await pilot.pause()
+        assert layouts and max(layouts) < 30  # the first line and the scrollbars appearing, then none
+        assert log.show_vertical_scrollbar and log.vertical_scrollbar.window_virtual_size == 60
+        last = log.scrollable_content_region.height - 1
+        assert log.is_vertical_scroll_end and log.render_line(last).text.strip() == "line 59"
+        log.clear()
+        await pilot.pause()
+        assert not log.show_vertical_scrollbar  # and it goes when the log is cleared (another run selected)
+
+
 async def test_settings_remap_keys_and_choose_the_theme_and_bad_ones_are_named_not_fatal(home):
     (home / "config.toml").write_text('[ui]\ntheme = "lftop-light"\ninterval = 2\n'
                                       '[keys]\nlftop.pause = "x"\n"lftop.stop" = "k"\n')

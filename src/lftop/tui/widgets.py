@@ -10,6 +10,8 @@ from rich.highlighter import Highlighter
 from rich.style import Style
 from rich.text import Text
 from textual.cache import LRUCache
+from textual.geometry import Size
+from textual.reactive import Reactive
 from textual.strip import Strip
 from textual.widget import Widget
 from textual.widgets import DataTable, Log, Static
@@ -166,6 +168,15 @@ class _Severity(Highlighter):
 
 class LogTail(Log):
     """Follows the run's log; stops following when scrolled up, counting what arrives meanwhile."""
+
+    DEFAULT_CSS = "LogTail { overflow: auto auto; }"  # scrollbars when there is more to see, not on an empty log
+
+    # The log's length is its scroll range, not its size on screen (the panel's is set by the layout): a new line
+    # updates the scrollbars. Widget's virtual_size asks for a layout of the whole screen at every write instead.
+    virtual_size = Reactive(Size(0, 0), layout=False)
+
+    def watch_virtual_size(self, size: Size) -> None:
+        self._scroll_update(size)  # a scrollbar that appears or goes still asks for a layout (its own reactive)
 
     def __init__(self, **kw) -> None:
         super().__init__(max_lines=2000, highlight=True, auto_scroll=False, **kw)
