@@ -6,8 +6,9 @@ Both programs run in real tmux sessions (160x45) for the same time while a run w
 LLaMA-Factory run's (benchmarks/data/training.log, built as log_parse.py builds its real row: start-up block,
 then the training section with its counters rewritten) replayed a tqdm frame at a time, with the metric dicts
 and checkpoint-save blocks that follow each frame, every 0.1 s (tqdm's fastest redraw; the run itself was 10x
-faster), and a trainer_log.jsonl point per metric dict, as LLaMA-Factory's callback writes. lftop shows 8
-simulated GPUs. toolong is installed into its own virtual environment on first use
+faster), and a trainer_log.jsonl point per metric dict, as LLaMA-Factory's callback writes. A second row
+follows a synthetic log (a made-up frame and metric dict per line, 10 lines a second), as earlier rounds
+measured. lftop shows 8 simulated GPUs. toolong is installed into its own virtual environment on first use
 (it needs Textual 0.x). Then the time to the first frame of `lftop` is measured beside a bare Textual
 app's, both started the same way on a pseudo-terminal the benchmark reads, alternately, many times (median).
 lftop's bytecode is compiled first, as a wheel install does (an editable install under
@@ -64,6 +65,21 @@ for start, end in zip(frames, frames[1:] + [len(data)]):  # a frame with what fo
     time.sleep(0.1)  # tqdm's mininterval: the fastest a real bar redraws
 """
 
+SYNTHETIC = """
+import json, sys, time
+replay, log, jsonl = sys.argv[1:4]
+step = 0
+while True:  # a made-up line per step: a tqdm frame and a metric dict
+    step += 1
+    with open(log, "a") as f:
+        f.write(f"\\r{step % 100:3d}%|#####     | {step}/100000 [00:10<01:00,  9.9it/s]"
+                f"\\r{{'loss': '{2 + 1 / step:.4g}', 'grad_norm': '0.45', 'learning_rate': '1e-4', 'epoch': '{step / 1000:.4g}'}}\\n")
+    with open(jsonl, "a") as f:
+        f.write(json.dumps({"current_steps": step, "total_steps": 100000, "loss": 2 + 1 / step, "lr": 1e-4,
+                            "epoch": step / 1000, "elapsed_time": "0:00:10"}) + "\\n")
+    time.sleep(0.1)
+"""
+
 BARE = """
 from textual.app import App
 from textual.widgets import Static
@@ -83,14 +99,14 @@ def toolong() -> Path:
     return tl
 
 
-def make_run(home: Path) -> subprocess.Popen:
+def make_run(home: Path, writer_code: str = WRITER) -> subprocess.Popen:
     run = home / "runs" / "bench-run"
     out = home / "saves" / "bench"
     run.mkdir(parents=True)
     out.mkdir(parents=True)
     replay = home / "replay.log"
     make_real(replay, REPLAY_MB)
-    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(replay), str(run / "training.log"),
+    writer = subprocess.Popen([sys.executable, "-c", writer_code, str(replay), str(run / "training.log"),
                                str(out / "trainer_log.jsonl")])
     proc = psutil.Process(writer.pid)
     (run / "run.json").write_text(json.dumps({"id": "bench-run", "pid": writer.pid, "create_time": proc.create_time(),
@@ -216,24 +232,28 @@ def main() -> None:
         sys.exit("needs tmux")
     tl = toolong()
     work = Path(tempfile.mkdtemp(prefix="lftop-tui-bench-"))
-    home, socket = work / "home", work / "tmux.sock"
-    writer = make_run(home)
-    env = {"LFTOP_HOME": str(home), "LFTOP_SIMULATE": "8", "TERM": "xterm-256color"}
+    socket = work / "tmux.sock"
+    script = Path(sys.executable).with_name("lftop")  # the console script users run
+    lftop_argv = [str(script)] if script.exists() else [sys.executable, "-m", "lftop"]
     Session(socket, "keep", "sleep 86400", {})  # holds the tmux server up between the measured sessions
+    writer = None
     try:
         if args.first_frame_only:
             args.seconds = 0
-        script = Path(sys.executable).with_name("lftop")  # the console script users run
-        lftop_argv = [str(script)] if script.exists() else [sys.executable, "-m", "lftop"]
-        lf_cpu, lf_rss = cost(Session(socket, "lftop", " ".join(lftop_argv), env), "lftop", args.seconds)
-        log = home / "runs" / "bench-run" / "training.log"
-        tl_cpu, tl_rss = cost(Session(socket, "toolong", f"{tl} {log}", env), "tl", args.seconds)
-        if args.seconds:
-            print(f"lftop dashboard : CPU {lf_cpu:6.1%} of a core, RSS {lf_rss:5.0f} MiB")
-            print(f"toolong same log: CPU {tl_cpu:6.1%} of a core, RSS {tl_rss:5.0f} MiB")
-            print(f"CPU ratio lftop/toolong {lf_cpu / tl_cpu:.2f} (goal <= 0.20); RSS goal < 80 MiB")
-        writer.kill()  # quiet: each probe is the only write
-        if args.latency:
+        for name, code in (("synthetic", SYNTHETIC), ("real", WRITER)):  # the real run's home is kept for latency
+            home = work / name
+            env = {"LFTOP_HOME": str(home), "LFTOP_SIMULATE": "8", "TERM": "xterm-256color"}
+            writer = make_run(home, code)
+            lf_cpu, lf_rss = cost(Session(socket, "lftop", " ".join(lftop_argv), env), "lftop", args.seconds)
+            log = home / "runs" / "bench-run" / "training.log"
+            tl_cpu, tl_rss = cost(Session(socket, "toolong", f"{tl} {log}", env), "tl", args.seconds)
+            writer.kill()
+            if args.seconds:
+                print(f"{name} log:")
+                print(f"  lftop dashboard : CPU {lf_cpu:6.1%} of a core, RSS {lf_rss:5.0f} MiB")
+                print(f"  toolong same log: CPU {tl_cpu:6.1%} of a core, RSS {tl_rss:5.0f} MiB")
+                print(f"  CPU ratio lftop/toolong {lf_cpu / tl_cpu:.2f} (goal <= 0.20); RSS goal < 80 MiB")
+        if args.latency:  # quiet: each probe is the only write
             for kind, seconds in latency(lftop_argv, env, home, args.latency).items():
                 ordered = sorted(seconds)
                 p95 = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
@@ -252,7 +272,8 @@ def main() -> None:
         print(f"first frame (median of {args.starts}): lftop {o * 1e3:.0f} ms, bare Textual app {b * 1e3:.0f} ms, "
               f"ratio {o / b:.2f} (goal <= 1.3); fastest {min(ours) * 1e3:.0f} vs {min(bare) * 1e3:.0f} ms")
     finally:
-        writer.kill()
+        if writer:
+            writer.kill()
         subprocess.run(["tmux", "-S", str(socket), "kill-server"], capture_output=True)
 
 
