@@ -4,6 +4,7 @@ llamafactory-cli, first on PATH, reading LLaMA-Factory's own example config) is 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -145,6 +146,27 @@ def test_stop_ends_orphaned_ranks_and_nothing_else(lftop, shell):
     assert psutil.wait_procs(ranks, timeout=10)[1] == []
     assert other.poll() is None  # another run is never touched
     assert [r["run"] for r in _external(lftop)] == [f"ext-{other.pid}"]
+
+
+def test_stop_never_signals_a_pid_that_another_process_has_taken_since(home, shell):
+    """A run found with its process as pid P started at T: if P is now another process (P exited and the kernel
+    handed the number on), stop leaves that process alone and still ends the run's live processes."""
+    from lftop.ops import external
+    from lftop.runs.process import ProcessRef
+
+    proc = shell()
+    run = wait_for(lambda: next((r for r in external.runs() if r.id == f"ext-{proc.pid}"), None), 30, "the run")
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        taken = ProcessRef(bystander.pid, psutil.Process(bystander.pid).create_time() - 50)  # P, as it was then
+        recycled = dataclasses.replace(run, members=(taken,))
+        record, count = external.stop(recycled, home, grace=2)
+        assert proc.wait(timeout=10) is not None and count == 1  # found again by its output_dir, and ended
+        assert bystander.poll() is None  # the pid's new owner was not signalled
+        assert record.meta()["external"] is True
+    finally:
+        bystander.kill()
+        bystander.wait()
 
 
 def test_resume_brings_a_stopped_external_run_under_lftop(lftop, shell):

@@ -30,7 +30,7 @@ _TORCHRUN = ("torchrun", "torch.distributed.run", "torch.distributed.launch")
 class ExternalRun:
     id: str  # ext-<pid of its first process>
     root: ProcessRef
-    pids: tuple[int, ...]
+    members: tuple[ProcessRef, ...]  # its processes as found: a pid is signalled only while it is still that process
     command: list[str]  # the first process's command line
     cwd: str
     config: str | None  # the config file it reads, if any
@@ -55,6 +55,10 @@ class ExternalRun:
                 "output_dir": self.output_dir, "step": self.step, "total_steps": self.total_steps,
                 "loss": self.loss, "nproc": self.nproc, "cuda_visible_devices": self.cuda_visible_devices,
                 "gpus": list(self.gpus) if self.gpus is not None else None, "python": self.python}
+
+    @property
+    def pids(self) -> tuple[int, ...]:
+        return tuple(ref.pid for ref in self.members)
 
 
 def training_argv(cmdline: list[str]) -> list[str] | None:
@@ -153,7 +157,7 @@ def find() -> list[ExternalRun]:
         progress = tail_progress(Path(output_dir) / "trainer_log.jsonl") if output_dir else None
         runs.append(ExternalRun(
             id=f"{PREFIX}{first.proc.pid}", root=ProcessRef(first.proc.pid, first.created),
-            pids=tuple(m.proc.pid for m in members), command=first.cmdline, cwd=first.cwd,
+            members=tuple(ProcessRef(m.proc.pid, m.created) for m in members), command=first.cmdline, cwd=first.cwd,
             config=str(config) if config else None, args=args, output_dir=output_dir,
             python=_interpreter(first.proc, first.cmdline), nproc=max(1, len(ranks)), cuda_visible_devices=visible,
             step=progress.step if progress else None, total_steps=progress.total if progress else None,
@@ -163,15 +167,16 @@ def find() -> list[ExternalRun]:
 
 
 def processes(run: ExternalRun) -> list[psutil.Process]:
-    """Every live process of the run now: its recorded ones that are still the same processes, their children,
-    and any of the caller's training processes (orphaned ranks) in the same working directory and output_dir."""
+    """Every live process of the run now: its recorded ones that are still the same processes (a pid another
+    process has taken since is not), their children, and any of the caller's training processes (orphaned ranks)
+    in the same working directory and output_dir."""
     procs: dict[int, psutil.Process] = {}
-    for pid in run.pids:
+    for ref in run.members:
         try:
-            proc = psutil.Process(pid)
-            if proc.uids().real != os.getuid():
+            proc = ref.process()
+            if proc is None or proc.uids().real != os.getuid():
                 continue
-            procs[pid] = proc
+            procs[proc.pid] = proc
             procs.update((c.pid, c) for c in proc.children(recursive=True) if c.uids().real == os.getuid())
         except psutil.Error:
             continue
