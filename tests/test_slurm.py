@@ -6,6 +6,7 @@ Runs go through `lftop launch/pause/resume/stop/show` as a user's would; what th
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from lftop.runs.engines.slurm import limit_seconds, warning
 from lftop.runs.process import tagged
 from lftop.runs.rundir import RunDir
 from lftop.runs.state import RunState
+from lftop.runs.status import status
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -174,6 +176,45 @@ def test_a_job_sbatch_refuses_fails_the_run_with_slurms_reason(cluster, tmp_path
     failed = run.events()[-1]
     assert run.recorded_state() == "failed" and failed["kind"] == "submit" and "partition" in failed["message"]
     assert "job" not in run.meta()
+
+
+# Every node's task: nodeA logs three steps to trainer_log.jsonl as LLaMA-Factory's LogCallback does, then both
+# nodes hang without a word (a stuck collective).
+STALLER = """#!/bin/sh
+for run_dir; do :; done
+if [ "$SLURMD_NODENAME" = nodeA ]; then
+  out=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['output_dir'])" "$run_dir/run.json")
+  mkdir -p "$out"
+  for i in 1 2 3; do
+    echo "{\\"current_steps\\": $i, \\"total_steps\\": 100, \\"loss\\": 1.5}" >> "$out/trainer_log.jsonl"
+    sleep 0.2
+  done
+fi
+exec sleep 600
+"""
+
+
+def test_a_slurm_run_whose_steps_stop_is_flagged_stalled_and_the_notify_command_hears(cluster, tmp_path):
+    heard, hook, stand_in = tmp_path / "heard.jsonl", tmp_path / "notify", tmp_path / "python"
+    hook.write_text(f"#!/bin/sh\ncat >> {heard}\n")
+    stand_in.write_text(STALLER)
+    for script in (hook, stand_in):
+        script.chmod(0o755)
+    (tmp_path / "config.toml").write_text(f'[notify]\ncommand = ["{hook}"]\n')
+    (tmp_path / "config.toml").chmod(0o600)
+    run = new_run(tmp_path, {}, tmp_path / "out", python=str(stand_in), nodes=2, stall_after=2)
+    engine = get("slurm")
+    engine.start(run)
+    stalled = wait_for(lambda: [e for e in run.events() if e["event"] == "stalled"], 90, "the stall flag")
+    assert stalled[0]["step"] == 3 and stalled[0]["threshold"] == 2
+    said = wait_for(lambda: heard.exists() and [json.loads(line) for line in heard.read_text().splitlines()], 30,
+                    "the notify command")
+    assert said[0]["event"] == "stalled" and said[0]["run"] == run.id and said[0]["step"] == 3
+    assert engine.live(run).alive and status(run).stalled  # flagged, not ended: stopping it is the user's call
+    run.event("job started", job="next")  # as the run's next job (a requeue) records its start: a fresh watch
+    assert not status(run).stalled
+    engine.stop(run, grace=5)
+    assert tagged(run.id) == [] and not engine.live(run).alive  # the watch ended with the job
 
 
 @pytest.mark.parametrize("limit", ["45", "90:30", "1:02:03", "2-3", "2-03:04", "1-00:00:05"])

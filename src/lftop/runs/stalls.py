@@ -1,5 +1,5 @@
-"""Stalls: a running run that logs no new step for too long. Judged by the run's own supervisor, so it is
-noticed (and notified) with no lftop open.
+"""Stalls: a running run that logs no new step for too long. Judged by the run's own supervisor (a Slurm run's:
+its batch script's `watch` step on the head node), so it is noticed (and notified) with no lftop open.
 
 The threshold is `[launch] stall_after` seconds, else the larger of 10 median step times and 2 minutes.
 Before the first step, and while the log's last line says the run is loading, tokenizing, saving or
@@ -15,9 +15,11 @@ from pathlib import Path
 
 from lftop.logs.follower import last_lines
 from lftop.logs.jsonl import tail_progress
+from lftop.runs import notify
 from lftop.runs.rundir import RunDir
 
 FLOOR = 120.0
+CHECK = 5.0  # seconds between checks (or stall_after, when shorter)
 BUSY = re.compile(r"(?i)loading|tokeniz|running tokenizer|converting format|saving|checkpoint|evaluat|\beval\b|"
                   r"map|filter|download|generating")
 
@@ -31,6 +33,24 @@ class StallWatch:
         self.step_at = time.time()
         self.intervals: list[float] = []
         self.stalled = False
+
+    @classmethod
+    def of(cls, run: RunDir) -> StallWatch:
+        """The watch for `run`, with the stall_after its launch recorded in run.json."""
+        meta = run.meta()
+        launch = meta.get("launch") if isinstance(meta.get("launch"), dict) else {}
+        stall_after = launch.get("stall_after") if isinstance(launch.get("stall_after"), (int, float)) else None
+        return cls(run, Path(meta["output_dir"]), stall_after)
+
+    @property
+    def period(self) -> float:
+        return min(CHECK, self.stall_after or CHECK)
+
+    def tick(self) -> None:
+        """One check; the notify command hears of a run that has just stalled."""
+        if self.check():
+            notify.send(self.run, "stalled", step=self.step, state="running",
+                        reason=f"no new step for {self.threshold():.0f} s")
 
     def threshold(self) -> float:
         if self.stall_after:

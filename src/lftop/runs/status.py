@@ -98,7 +98,7 @@ def _owner(path: Path) -> str | None:
         return str(uid)
 
 
-SEGMENT = ("launched", "resumed", "started")
+SEGMENT = ("launched", "resumed", "started", "job started")  # a Slurm run's next job starts afresh too
 
 
 def _alerts(events: list[dict], state: RunState) -> tuple[float | None, tuple[str, ...]]:

@@ -20,8 +20,6 @@ from lftop.runs.rundir import RunDir
 from lftop.runs.stalls import StallWatch
 from lftop.runs.state import FINAL, RunState
 
-CHECK = 5.0  # seconds between stall checks
-
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -61,7 +59,7 @@ def main(run_dir: str) -> int:
         return 0
     if asked:
         started[0].send_signal(asked[-1])
-    record_exit(run, _watch(run, meta, started[0]))
+    record_exit(run, _watch(run, started[0]))
     return 0
 
 
@@ -83,18 +81,14 @@ def record_exit(run: RunDir, rc: int) -> None:
     _notify_end(run)
 
 
-def _watch(run: RunDir, meta: dict, child: subprocess.Popen) -> int:
+def _watch(run: RunDir, child: subprocess.Popen) -> int:
     """Wait for the training command, checking for stalls every few seconds; its exit code."""
-    launch = meta.get("launch") if isinstance(meta.get("launch"), dict) else {}
-    stall_after = launch.get("stall_after") if isinstance(launch.get("stall_after"), (int, float)) else None
-    watch = StallWatch(run, Path(meta["output_dir"]), stall_after)
+    watch = StallWatch.of(run)
     while True:
         try:
-            return child.wait(timeout=min(CHECK, stall_after or CHECK))
+            return child.wait(timeout=watch.period)
         except subprocess.TimeoutExpired:
-            if watch.check():
-                notify.send(run, "stalled", step=watch.step, state=str(RunState.RUNNING),
-                            reason=f"no new step for {watch.threshold():.0f} s")
+            watch.tick()
 
 
 def _notify_end(run: RunDir) -> None:

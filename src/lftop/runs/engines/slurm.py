@@ -5,7 +5,7 @@ control file there, Slurm appends their output to training.log, and checkpoints 
 node checks that it sees the run directory before training and fails the job with a message if it does not.
 
 The batch script (RUN_DIR/slurm.sh) runs `slurm_step begin` (records the job's start, picks the rendezvous port),
-then `srun` with one task per node, each `python -m torch.distributed.run --nnodes N --nproc-per-node M
+`slurm_step watch` in the background (stall checks, as the local supervisor makes them), then `srun` with one task per node, each `python -m torch.distributed.run --nnodes N --nproc-per-node M
 --rdzv-backend c10d --rdzv-endpoint HEAD:PORT worker.py RUN_DIR`, and at the end `slurm_step finish`, which
 records how it ended like the local supervisor. Slurm's warning signal (`--signal=B:USR1@SECS`, before the time
 limit or on preemption) reaches only the batch shell; its trap writes `requeue` to the control file, the ranks
@@ -79,6 +79,8 @@ steps=({steps})
 trap 'warned=1; "${{steps[@]}}" warned "$run_dir"' USR1
 port=$("${{steps[@]}}" begin "$run_dir") || exit $?
 [ -n "$port" ] || exit 0  # superseded: the run has moved on to a later job
+"${{steps[@]}}" watch "$run_dir" &  # stall checks while the nodes train
+watch_pid=$!
 srun --nodes={s.nodes} --ntasks-per-node=1 --kill-on-bad-exit=1 ${{SLURM_CPUS_PER_TASK:+--cpus-per-task=$SLURM_CPUS_PER_TASK}} \\
   /bin/bash -c {q(NODE_WRAPPER)} lftop-node "$run_dir" \\
   {torchrun} --rdzv-endpoint "$(hostname):$port" --rdzv-id "$SLURM_JOB_ID" {q(str(WORKER))} "$run_dir" &
@@ -89,6 +91,7 @@ while :; do  # bash's wait returns early when a trapped signal arrives: wait aga
   rc=$?
   [ "$warned" = 1 ] || break
 done
+kill "$watch_pid" 2>/dev/null
 exec "${{steps[@]}}" finish "$run_dir" "$rc"
 """
 

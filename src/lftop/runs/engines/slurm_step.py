@@ -1,6 +1,8 @@
-"""The steps a Slurm run's batch script runs on the head node: `begin`, `warned` (its USR1 trap) and `finish`.
+"""The steps a Slurm run's batch script runs on the head node: `begin`, `watch`, `warned` (its USR1 trap) and
+`finish`.
 
     python -m lftop.runs.engines.slurm_step begin RUN_DIR      records the job's start, prints a free port
+    python -m lftop.runs.engines.slurm_step watch RUN_DIR      stall checks while the nodes train (ended by the script)
     python -m lftop.runs.engines.slurm_step warned RUN_DIR     Slurm's warning: checkpoint, then requeue
     python -m lftop.runs.engines.slurm_step finish RUN_DIR RC  records how it ended; requeues; exits RC
 """
@@ -9,10 +11,12 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 from lftop.runs import checkpoints
 from lftop.runs.rundir import RunDir
+from lftop.runs.stalls import StallWatch
 from lftop.runs.state import RunState
 from lftop.runs.supervisor import free_port, record_exit
 
@@ -51,6 +55,15 @@ def begin(run: RunDir) -> int:
     return 0
 
 
+def watch(run: RunDir) -> int:
+    """Stall checks for the job's life, as the local supervisor makes them: a `stalled` event, and the notify
+    command, for a run whose steps stop. The batch script ends it when the nodes are done."""
+    stalls = StallWatch.of(run)
+    while True:
+        time.sleep(stalls.period)
+        stalls.tick()
+
+
 def warned(run: RunDir) -> int:
     """USR1 from Slurm: ask the ranks to checkpoint and end (unless a pause or stop is asked already)."""
     if run.control() == "":
@@ -79,11 +92,13 @@ def main(argv: list[str]) -> int:
     step, run = argv[0], RunDir(Path(argv[1]))
     if step == "begin":
         return begin(run)
+    if step == "watch":
+        return watch(run)
     if step == "warned":
         return warned(run)
     if step == "finish":
         return finish(run, int(argv[2]))
-    raise SystemExit(f"unknown step {step!r}: begin, warned or finish")
+    raise SystemExit(f"unknown step {step!r}: begin, watch, warned or finish")
 
 
 if __name__ == "__main__":
