@@ -4,8 +4,12 @@ end) with no lftop open. Stand-in trainers; LLaMA-Factory's trainer_log.jsonl fo
 from __future__ import annotations
 
 import json
+import os
+import time
 
 from conftest import wait_for
+from lftop.runs.rundir import RunDir
+from lftop.runs.stalls import StallWatch
 
 # Logs three steps the way LLaMA-Factory's LogCallback does, then hangs without a word (a stuck collective).
 STALLER = """#!/bin/sh
@@ -101,3 +105,20 @@ def test_a_stall_on_gpus_busy_at_idle_power_is_named_a_likely_collective_hang(lf
              and lftop.json("gpus", "--json", env=sim)["gpus"]["devices"][1]["util_gpu"] >= 80, 60, "a busy stall")
     assert lftop.json("show", run, "--json", env=sim)["stall_hint"] is None  # busy at full power: no such hint
     lftop("stop", run)
+
+
+def test_a_resumed_run_is_not_stalled_by_its_last_attempts_old_log(tmp_path):
+    """The log of a run resumed after an hour ends in its last attempt's "Saving model checkpoint" line: its
+    silence counts from the new attempt's start, not from that line."""
+    run = RunDir(tmp_path / "runs" / "r1")
+    run.path.mkdir(parents=True)
+    run.write_meta({"id": "r1", "output_dir": str(tmp_path / "out"), "launch": {"stall_after": 30}})
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "trainer_log.jsonl").write_text('{"current_steps": 500, "total_steps": 1000}\n')
+    run.log.write_text("[INFO|trainer.py:3815] >> Saving model checkpoint to out/checkpoint-500\n")
+    os.utime(run.log, (time.time() - 3600, time.time() - 3600))
+    watch = StallWatch.of(run)
+    start = watch.started
+    assert watch.check(start + 5) is None and watch.check(start + 20) is None
+    assert watch.check(start + 31) is True  # still silent past stall_after since it started: stalled
+    assert [e["event"] for e in run.events()] == ["stalled"]

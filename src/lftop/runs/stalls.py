@@ -30,7 +30,7 @@ class StallWatch:
     def __init__(self, run: RunDir, output_dir: Path, stall_after: float | None):
         self.run, self.output_dir, self.stall_after = run, output_dir, stall_after
         self.step: int | None = None
-        self.step_at = time.time()
+        self.started = self.step_at = time.time()
         self.intervals: list[float] = []
         self.stalled = False
 
@@ -59,13 +59,15 @@ class StallWatch:
         return max(10 * median, FLOOR)
 
     def _log_silence(self, now: float) -> tuple[float, bool]:
-        """Seconds since the log last grew, and whether its last line says the run is busy between steps."""
+        """Seconds since the log last grew (this watch's start at the latest: a resumed run's log ends in its last
+        attempt's lines, written before it waited to start again), and whether its last line says the run is busy
+        between steps."""
         try:
             mtime = self.run.log.stat().st_mtime
         except OSError:
             return now - self.step_at, False
         tail = [s for line in last_lines(self.run.log, 3, window=8192) for s in line.split("\r") if s.strip()]
-        return now - mtime, bool(tail) and bool(BUSY.search(tail[-1]))
+        return now - max(mtime, self.started), bool(tail) and bool(BUSY.search(tail[-1]))
 
     def check(self, now: float | None = None) -> bool | None:
         """True when the run has just stalled, False when it has just recovered, None when nothing changed."""

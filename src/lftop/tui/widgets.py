@@ -173,6 +173,7 @@ class LogTail(Log):
 
     # The log's length is its scroll range, not its size on screen (the panel's is set by the layout): a new line
     # updates the scrollbars. Widget's virtual_size asks for a layout of the whole screen at every write instead.
+    # (So a LogTail is never sized `auto`, which would read its size from virtual_size.)
     virtual_size = Reactive(Size(0, 0), layout=False)
 
     def watch_virtual_size(self, size: Size) -> None:

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -58,10 +59,14 @@ def begin(run: RunDir) -> int:
 def watch(run: RunDir) -> int:
     """Stall checks for the job's life, as the local supervisor makes them: a `stalled` event, and the notify
     command, for a run whose steps stop. The batch script ends it when the nodes are done."""
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # Slurm's warning is the batch shell's (scancel --full too)
     stalls = StallWatch.of(run)
     while True:
         time.sleep(stalls.period)
-        stalls.tick()
+        try:
+            stalls.tick()
+        except OSError:  # the shared filesystem, briefly unreachable: the next check tries again
+            continue
 
 
 def warned(run: RunDir) -> int:
