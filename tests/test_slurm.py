@@ -217,6 +217,22 @@ def test_a_slurm_run_whose_steps_stop_is_flagged_stalled_and_the_notify_command_
     assert tagged(run.id) == [] and not engine.live(run).alive  # the watch ended with the job
 
 
+def test_a_slurm_runs_end_is_notified_before_its_job_ends(cluster, tmp_path):
+    """The job's end ends every process it started (proctrack/cgroup on real clusters): the notify command runs
+    to its end inside the job's last step, not detached after it."""
+    heard, hook = tmp_path / "heard.jsonl", tmp_path / "notify"
+    hook.write_text(f"#!/bin/sh\nsleep 2\ncat >> {heard}\n")
+    hook.chmod(0o755)
+    (tmp_path / "config.toml").write_text(f'[notify]\ncommand = ["{hook}"]\n')
+    (tmp_path / "config.toml").chmod(0o600)
+    run = new_run(tmp_path, {}, tmp_path / "out", python=str(fake_python(tmp_path, 0)), nodes=2)
+    get("slurm").start(run)
+    ended(run.meta()["job"])
+    assert run.recorded_state() == "completed"
+    said = [json.loads(line) for line in heard.read_text().splitlines()] if heard.exists() else []
+    assert [(s["event"], s["run"]) for s in said] == [("completed", run.id)]
+
+
 @pytest.mark.parametrize("limit", ["45", "90:30", "1:02:03", "2-3", "2-03:04", "1-00:00:05"])
 def test_time_limits_read_as_slurm_reads_them(cluster, limit):
     job = slurmcli.client("sbatch", "--parsable", "--hold", f"--time={limit}", "--wrap", "true").strip()

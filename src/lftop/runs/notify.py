@@ -44,11 +44,16 @@ def command(home: Path) -> tuple[str, ...] | None:
     return argv(table.get("command")) if isinstance(table, dict) else None
 
 
-def send(run: RunDir, event: str, **fields) -> None:
+def send(run: RunDir, event: str, *, wait: bool = False, **fields) -> None:
     """Run the notify command (if any) for `event` in a detached process of its own (`python -m
     lftop.runs.notify RUN_DIR EVENT_JSON`), which kills it after TIMEOUT s: the caller never waits for it and
-    may exit at once."""
-    if command(run.path.parent.parent) is None:
+    may exit at once. `wait`: run it here, up to TIMEOUT s, for a caller whose end ends every process it started
+    (the last step of a Slurm job: Slurm then kills what is left of the job)."""
+    found = command(run.path.parent.parent)
+    if found is None:
+        return
+    if wait:
+        _run(run, found, {"run": run.id, "event": event, **fields})
         return
     payload = json.dumps({"run": run.id, "event": event, **fields})
     env = {k: v for k, v in os.environ.items() if k != "LFTOP_RUN_ID"}  # not a process of the run: stop leaves it

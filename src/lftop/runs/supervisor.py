@@ -63,9 +63,9 @@ def main(run_dir: str) -> int:
     return 0
 
 
-def record_exit(run: RunDir, rc: int) -> None:
+def record_exit(run: RunDir, rc: int, wait_notify: bool = False) -> None:
     """How the training command ended, unless the worker or `stop` already said (event, then state); then the
-    notify command hears it."""
+    notify command hears it (`wait_notify`: before this returns, see notify.send)."""
     state = run.recorded_state()
     if run.control() == "stop":
         if state not in FINAL:
@@ -78,7 +78,7 @@ def record_exit(run: RunDir, rc: int) -> None:
         kind, message = classify_exit(rc, run.log)
         _fail(run, kind, message, rc)
     run.event("exited", rc=rc)
-    _notify_end(run)
+    _notify_end(run, wait_notify)
 
 
 def _watch(run: RunDir, child: subprocess.Popen) -> int:
@@ -91,13 +91,13 @@ def _watch(run: RunDir, child: subprocess.Popen) -> int:
             watch.tick()
 
 
-def _notify_end(run: RunDir) -> None:
+def _notify_end(run: RunDir, wait: bool) -> None:
     """The notify command for how the run ended: completed, failed (with the kind) or paused."""
     state = run.recorded_state()
     if state not in (RunState.COMPLETED, RunState.FAILED, RunState.PAUSED):
         return
     last = next((e for e in reversed(run.events()) if e.get("event") == str(state)), {})
-    notify.send(run, str(state), step=last.get("step"), state=str(state),
+    notify.send(run, str(state), wait=wait, step=last.get("step"), state=str(state),
                 reason=last.get("kind") or last.get("message"), message=last.get("message"))
 
 

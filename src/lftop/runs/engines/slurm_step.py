@@ -78,7 +78,8 @@ def warned(run: RunDir) -> int:
 
 
 def finish(run: RunDir, rc: int) -> int:
-    """Record how the job ended; after a checkpoint for the warning signal, submit the next job to resume."""
+    """Record how the job ended and tell the notify command; after a checkpoint for the warning signal, submit the
+    next job to resume."""
     if rc == 0 and run.control() == "requeue" and run.recorded_state() == RunState.PAUSED:
         found = resume_from_newest(run)
         if found is not None:
@@ -89,7 +90,7 @@ def finish(run: RunDir, rc: int) -> int:
             run.set_state(RunState.STARTING)
             SlurmEngine().start(run, requeue_of=_job())
             return 0
-    record_exit(run, rc)
+    record_exit(run, rc, wait_notify=True)  # the job's end would kill a detached notify command
     return rc
 
 
