@@ -295,6 +295,31 @@ async def test_a_growing_log_lays_out_the_screen_only_when_its_scrollbar_appears
         assert not log.show_vertical_scrollbar  # and it goes when the log is cleared (another run selected)
 
 
+async def test_the_launch_screen_lists_profiles_off_the_event_loop(home, tmp_path, monkeypatch):
+    """A home on NFS must not freeze the app: the profile directories are listed by a thread worker."""
+    from pathlib import Path
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "aaa-mine.toml").write_text('[train]\nmodel_name_or_path = "x"\n')
+    on_main = []
+    glob = Path.glob
+
+    def watched(self, pattern, *args, **kw):
+        if self.name == "profiles":
+            on_main.append(threading.current_thread() is threading.main_thread())
+        return glob(self, pattern, *args, **kw)
+
+    monkeypatch.setattr(Path, "glob", watched)
+    app = LftopApp(home, interval=1.0)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("l")
+        await until(pilot, lambda: isinstance(app.screen, LaunchScreen) and app.screen.paths, 10, "the profiles")
+        assert app.screen.paths[0].name == "aaa-mine.toml" and len(app.screen.paths) > 1  # and the shipped ones
+        assert on_main and not any(on_main)
+        await pilot.press("escape")
+
+
 async def test_settings_remap_keys_and_choose_the_theme_and_bad_ones_are_named_not_fatal(home):
     (home / "config.toml").write_text('[ui]\ntheme = "lftop-light"\ninterval = 2\n'
                                       '[keys]\nlftop.pause = "x"\n"lftop.stop" = "k"\n')

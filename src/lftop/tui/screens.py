@@ -150,7 +150,7 @@ class LaunchScreen(ModalScreen["tuple[Plan, bool] | None"]):
     def __init__(self, home: Path) -> None:
         super().__init__()
         self.home = home
-        self.paths = sorted({p.resolve() for d in profile_dirs(home) for p in d.glob("*.toml")}, key=lambda p: p.name)
+        self.paths: list[Path] = []  # listed by a thread worker once the screen is up
         self.profile: Profile | None = None
         self.overrides: dict = {}
         self.plan: Plan | None = None
@@ -158,15 +158,32 @@ class LaunchScreen(ModalScreen["tuple[Plan, bool] | None"]):
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="launch"):
-            yield OptionList(*[p.name for p in self.paths], id="profiles")
+            yield OptionList(id="profiles")
             with VerticalScroll(id="launch-detail"):
-                yield Static("choose a profile", id="detail")
+                yield Static("reading profiles...", id="detail")
         yield Footer()
 
     def on_mount(self) -> None:
         self.query_one(OptionList).border_title = "Profiles"
-        if self.paths:
-            self.query_one(OptionList).highlighted = 0
+        self.find_profiles()
+
+    @work(thread=True, exclusive=True, group="profiles")
+    def find_profiles(self) -> None:
+        """The profiles in ./profiles, the home's and the shipped ones, listed off the event loop (a home on NFS)."""
+        dirs = profile_dirs(self.home)
+        paths = sorted({p.resolve() for d in dirs for p in d.glob("*.toml")}, key=lambda p: p.name)
+        self.app.call_from_thread(self._listed, paths, dirs)
+
+    def _listed(self, paths: list[Path], dirs: list[Path]) -> None:
+        self.paths = paths
+        options = self.query_one(OptionList)
+        options.add_options([p.name for p in paths])
+        if paths:
+            options.highlighted = 0
+        else:
+            self.query_one("#detail", Static).update(
+                f"no profiles (*.toml) in {', '.join(map(str, dirs)) or './profiles'}: `lftop import CONFIG.yaml "
+                "-o profiles/NAME.toml` makes one of a LLaMA-Factory config (`lftop launch CONFIG.yaml` runs one as is)")
 
     def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
         self.overrides = {}
