@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import gc
 import json
+import os
+import sys
 import threading
+import time
 
+import psutil
 import pytest
 
 from conftest import ROOT, needs_llamafactory, until, wait_for, write_profile
@@ -318,6 +322,66 @@ async def test_the_launch_screen_lists_profiles_off_the_event_loop(home, tmp_pat
         assert app.screen.paths[0].name == "aaa-mine.toml" and len(app.screen.paths) > 1  # and the shipped ones
         assert on_main and not any(on_main)
         await pilot.press("escape")
+
+
+_READS: list[str] | None = None  # while set, files opened on the main thread (the audit hook below)
+
+# Appends a logging step every 0.1 s: a tqdm frame and metric dict to training.log, a point to trainer_log.jsonl.
+LOGGER = """
+import json, sys, time
+log, jsonl = sys.argv[1:3]
+for step in range(1, 100000):
+    with open(log, "a") as f:
+        f.write(f"\\r{step}/100000 [00:10<01:00,  9.9it/s]\\r{{'loss': {2 + 1 / step:.4f}, 'epoch': 0.1}}\\n")
+    with open(jsonl, "a") as f:
+        f.write(json.dumps({"current_steps": step, "total_steps": 100000, "loss": 2 + 1 / step}) + "\\n")
+    time.sleep(0.1)
+"""
+
+
+def _audit(event: str, args: tuple) -> None:
+    if _READS is None or threading.current_thread() is not threading.main_thread():
+        return
+    if event in ("open", "os.listdir", "os.scandir") and args and isinstance(args[0], (str, os.PathLike)):
+        path = os.fspath(args[0])
+        if not path.endswith((".py", ".pyc", ".so")) and not path.startswith((sys.prefix, sys.base_prefix)):
+            _READS.append(f"{event} {path}")  # an import reads modules and lists sys.path: those are left out
+
+
+async def test_the_event_loop_reads_no_file_while_a_run_logs_and_every_screen_opens(home, tmp_path, monkeypatch):
+    """Threads fetch, the main thread renders: no log, run directory, /proc entry or profile is read on the
+    event loop's thread, whatever the user opens."""
+    global _READS
+    import subprocess
+
+    from lftop.runs.rundir import create
+
+    monkeypatch.setenv("LFTOP_SIMULATE", "2")
+    monkeypatch.chdir(tmp_path)
+    run, out = create(home, "logging"), tmp_path / "out"
+    out.mkdir()
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "mine.toml").write_text('[train]\nmodel_name_or_path = "x"\n')
+    writer = subprocess.Popen([sys.executable, "-c", LOGGER, str(run.log), str(out / "trainer_log.jsonl")])
+    try:
+        run.write_meta({"command": ["x"], "args": {}, "env": {}, "output_dir": str(out), "created": time.time(),
+                        "pid": writer.pid, "create_time": psutil.Process(writer.pid).create_time(), "gpus": "0"})
+        run.set_state(RunState.RUNNING)
+        sys.addaudithook(_audit)  # for the rest of the session; it acts only while _READS is set
+        app = LftopApp(home, interval=0.5)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await until(pilot, lambda: app.runs and (app.runs[0].step or 0) > 3, 30, "the run's steps")
+            _READS = []
+            for key in ("enter", "escape", "l", "escape", "question_mark", "escape", "m", "e", "down", "up"):
+                await pilot.press(key)
+                await pilot.pause(0.6)
+            reads, _READS = _READS, None
+            assert app.runs[0].step > 10  # the run was followed meanwhile
+        assert reads == []
+    finally:
+        _READS = None
+        writer.kill()
+        writer.wait()
 
 
 async def test_settings_remap_keys_and_choose_the_theme_and_bad_ones_are_named_not_fatal(home):
