@@ -80,7 +80,6 @@ trap 'warned=1; "${{steps[@]}}" warned "$run_dir"' USR1
 port=$("${{steps[@]}}" begin "$run_dir") || exit $?
 [ -n "$port" ] || exit 0  # superseded: the run has moved on to a later job
 "${{steps[@]}}" watch "$run_dir" &  # stall checks while the nodes train
-watch_pid=$!
 srun --nodes={s.nodes} --ntasks-per-node=1 --kill-on-bad-exit=1 ${{SLURM_CPUS_PER_TASK:+--cpus-per-task=$SLURM_CPUS_PER_TASK}} \\
   /bin/bash -c {q(NODE_WRAPPER)} lftop-node "$run_dir" \\
   {torchrun} --rdzv-endpoint "$(hostname):$port" --rdzv-id "$SLURM_JOB_ID" {q(str(WORKER))} "$run_dir" &
@@ -91,7 +90,7 @@ while :; do  # bash's wait returns early when a trapped signal arrives: wait aga
   rc=$?
   [ "$warned" = 1 ] || break
 done
-kill "$watch_pid" 2>/dev/null
+kill $(jobs -pr) 2>/dev/null  # the watch, if it still runs (never a pid it had once: another may have it now)
 exec "${{steps[@]}}" finish "$run_dir" "$rc"
 """
 
