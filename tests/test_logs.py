@@ -417,3 +417,17 @@ def test_a_log_truncated_while_scanned_ends_where_it_ends(tmp_path):
     os.truncate(path, 0)
     rest = [bytes(b) for b in blocks]  # at most the start of the line the first read ended in
     assert first.startswith(b"line 0\nline 1\n") and len(rest) <= 1 and b"\n" not in b"".join(rest)
+
+
+def test_a_process_ended_by_a_signal_is_named_by_it_unless_its_log_names_the_cause(tmp_path):
+    """A rank's SIGABRT (-6) is a `signal` failure named SIGABRT; when the log's tail says why (NCCL's watchdog
+    aborts the process), that is the failure."""
+    from lftop.logs.failures import classify_exit
+
+    log = tmp_path / "training.log"
+    log.write_text("step 5\n")
+    assert classify_exit(-6, log) == ("signal", "ended by SIGABRT")
+    assert classify_exit(-15, log) == ("signal", "ended by SIGTERM")
+    assert classify_exit(3, log) == ("exit", "exited with code 3")
+    log.write_text("[E ProcessGroupNCCL.cpp:475] [Rank 1] Watchdog caught collective operation timeout\n")
+    assert classify_exit(-6, log)[0] == "nccl"

@@ -1,21 +1,25 @@
-"""Recognise how a training process failed: CUDA OOM, NCCL, tracebacks, a launcher's exit, the host's OOM killer."""
+"""Recognise how a training process failed: CUDA (and Ascend NPU) OOM, NCCL, tracebacks, a launcher's exit, the
+host's OOM killer, another signal (SIGABRT, a torchrun agent's death signal)."""
 
 from __future__ import annotations
 
 import re
+import signal
 from pathlib import Path
 
 from lftop.logs.tail import read_tail
 
 OOM = re.compile(
-    r"(?:torch\.(?:cuda\.)?OutOfMemoryError: )?(?:CUDA|HIP) out of memory\.?.*|CUDA error: out of memory.*|"
+    r"(?:torch\.(?:cuda\.)?OutOfMemoryError: )?(?:CUDA|HIP|NPU) out of memory\.?.*|CUDA error: out of memory.*|"
     r"CUBLAS_STATUS_ALLOC_FAILED.*"
 )
-OOM_DETAIL = re.compile(r"Tried to allocate ([\d.]+ [KMGT]?i?B)\. GPU (\d+)")
+OOM_DETAIL = re.compile(r"Tried to allocate ([\d.]+ [KMGT]?i?B)[.\s(]+(GPU|NPU) (\d+)")
 NCCL = re.compile(r"(NCCL (?:error|WARN|timeout)|ncclInternalError|ncclSystemError|ncclUnhandledCudaError|"
-                  r"Watchdog caught collective|Timeout at NCCL work|NCCL communicator was aborted|DistBackendError).*",
+                  r"Watchdog caught collective|Timeout at NCCL work|NCCL communicator was aborted|DistBackendError|"
+                  r"setting up NCCL communicator).*",
                   re.I)
 KILLED = re.compile(r"exitcode\s*:\s*-9\b|Signal 9 \(SIGKILL\) received|^Killed$|exits with return code = -9\b")
+SIGNALLED = re.compile(r"exitcode\s*:\s*-\d+\b|Signal \d+ \(SIG\w+\) received|Received \d+ death signal")
 LAUNCHER_EXIT = re.compile(r"exits with return code = -?[1-9]\d*")  # DeepSpeed's launcher, after a rank failed
 EXCEPTION = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Interrupt)|ChildFailedError)(?::\s?(.*))?$")
 
@@ -24,7 +28,8 @@ def oom_message(text: str) -> str:
     """A short OOM message naming the size it tried to allocate and the GPU, when the text says."""
     detail = OOM_DETAIL.search(text)
     if detail:
-        return f"CUDA out of memory: tried to allocate {detail.group(1)} on GPU {detail.group(2)}"
+        kind = "NPU" if detail.group(2) == "NPU" else "CUDA"
+        return f"{kind} out of memory: tried to allocate {detail.group(1)} on {detail.group(2)} {detail.group(3)}"
     return text.strip()[:300]
 
 
@@ -44,4 +49,9 @@ def classify_exit(rc: int, log: Path, window: int = 65536) -> tuple[str, str]:
     for line in reversed(tail.splitlines()):
         if EXCEPTION.match(re.sub(r"^\[rank\d+\]:\s?", "", line.strip())):
             return "traceback", line.strip()[:300]
+    if rc < 0:
+        try:
+            return "signal", f"ended by {signal.Signals(-rc).name}"
+        except ValueError:  # a number no signal has a name for
+            pass
     return "exit", f"exited with code {rc}"

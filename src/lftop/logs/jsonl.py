@@ -26,14 +26,15 @@ def clock_seconds(text: object) -> float | None:
 
 
 def parse_line(number: int, text: str) -> list[Record]:
-    """Records of one line; garbage yields none."""
+    """Records of line `number`; garbage yields none."""
     try:
         row = json.loads(text)
     except ValueError:
         return []
-    if not isinstance(row, dict) or not isinstance(row.get("current_steps"), int):
+    if not isinstance(row, dict):
         return []
-    step, out = row["current_steps"], []
+    # LLaMA-Factory's LogCallback before it recorded steps (2023): the row's place in the file is its order
+    step, out = row["current_steps"] if isinstance(row.get("current_steps"), int) else number, []
     total = row.get("total_steps")
     if isinstance(row.get("loss"), (int, float)):
         lr = row.get("lr", row.get("learning_rate"))  # "learning_rate" before LLaMA-Factory 0.9

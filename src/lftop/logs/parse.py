@@ -22,7 +22,8 @@ that names its `step` has it. A log without any training frame (tqdm disabled, o
 another tool, LlamaBoard's running_log.txt, an excerpt) numbers its points in logging order, 1, 2, ...
 (each is given its number when the next dict of another epoch arrives, or at the end: LlamaBoard's echo
 and the dict under it are one event). A dict still waiting when a log
-that had frames ends gets no step. A dict glued to a frame in one segment (LlamaBoard's echo, printed
+that had frames ends (an excerpt, or a run killed after a logging step) has the last frame's step, unless a
+point has it already (then its own frame is lost, and its step unknown). A dict glued to a frame in one segment (LlamaBoard's echo, printed
 while the bar shows its step) has that frame's step, and so has the metric dict printed right after it
 (the same event): a pasted excerpt, where the redrawn frame that follows it is lost, keeps its steps.
 Of the training frames of a block, only the last becomes a Progress record (a bar redraws itself: the
@@ -39,6 +40,7 @@ Both give the same records (records.flat makes Rows Points).
 from __future__ import annotations
 
 import re
+import sys
 
 from lftop.logs import failures
 from lftop.logs.jsonl import clock_seconds
@@ -49,12 +51,13 @@ _HOT = re.compile(r"\{'|%\||\*\*\*\*\* train metrics \*\*\*\*\*")  # literal sta
 _DICT = re.compile(r"\{'[^{}\n]*\}")
 _FRAME = re.compile(r"\d+%\|[^|\n]*\| *(?P<n>\d+)/(?P<total>\d+) *\[[\d:]+<(?P<rem>[\d:?]+)"
                     r"(?:,\s*(?:(?P<rate>[\d.]+)(?P<unit>it/s|s/it)|\?it/s))?")
-_GLUED = re.compile(r"(?:\[\d+\] ?)?[ \t]*\d+%\|[^|\n\r]*\|[^\[\n\r]*\[[^\]\n\r]*\]")  # a frame, text after it
+_GLUED = re.compile(r"(?:\[\d+\] ?|> )?[^%|\n\r]*?[ \t]*\d+%\|[^|\n\r]*\|[^\[\n\r]*\[[^\]\n\r]*\]")  # a frame
 _FACT_WORDS = ("Process rank: ", "trainable params: ", "Resuming training from", "Loading model from",
                "Total optimization steps", "Total training steps", "distributed tasks",
                "Continuing training from global step")
 _RARE_WORDS = _FACT_WORDS + ("rror", "out of memory", "NCCL", "nccl", "Traceback", "exitcode", "SIGKILL", "Killed",
-                             "CUBLAS", "Exception", "Interrupt", "Watchdog caught collective", "exits with return code")
+                             "CUBLAS", "Exception", "Interrupt", "Watchdog caught collective", "exits with return code",
+                             "death signal, shutting down")
 _RARE = re.compile("|".join(re.escape(w) for w in _RARE_WORDS))
 TOKENS = ("{'", "%|", "*****") + _RARE_WORDS  # a line holding none of these yields no record and changes no state
 _PAIR = re.compile(r"'([^'\n]+)': (?:'([^'\n]*)'|([^,}'\s]+))")
@@ -70,7 +73,10 @@ _FACTS = (
     ("nproc", re.compile(r"Initializing (\d+) distributed tasks")),
 )
 _METRIC_ROW = re.compile(r"[ \t]+(\w+)[ \t]+=[ \t]+(\S+)[ \t]*(?:\n|$)")
-_PREFIX = re.compile(r"\[\d+\] ?|std(?:out|err): ?|\[(?:rank|default)(\d+)\]:\s?")
+_PREFIX = re.compile(r"\[\d+\] ?|[ \t]*\d+\t|std(?:out|err): ?|\[(?:rank|default)(\d+)\]:\s?")
+_FRAME_HEAD = re.compile(r"[ \t]*\d+%\|[^|\n\r]*\|[^\[\n\r]*\[[\d:]+<[\d:?]+,?[^\[\]\n\r]*?(?:it/s|s/it|/s)\]?")
+_HOST = re.compile(r"([\w.-]+): (?=\S)")  # pdsh's `gpu004: ` before each line of a multi-node DeepSpeed run
+_DESCRIBED = re.compile(r"[^\r\n]*(?: |\(num_proc=\d+\))[^\r\n]*:|Map:|Filter:")  # a described bar's text
 _POINT_KEYS = frozenset(("loss", "learning_rate", "grad_norm", "epoch"))
 _NOT_EVAL_METRICS = frozenset(("eval_loss", "epoch"))
 
@@ -107,7 +113,7 @@ def _same_epoch(a: dict, b: dict) -> bool:
 
 def strip_prefix(segment: str) -> tuple[str, str]:
     """(rank, text) of a line behind its prefixes: `[rankN]:` (rank "N"), `[default0]:`, `stderr: `,
-    a viewer's `[1234] `; rank is "" when none names one."""
+    a viewer's `[1234] ` or `  1234<TAB>`; rank is "" when none names one."""
     rank, pos = "", 0
     while (m := _PREFIX.match(segment, pos)) and m.end() > pos:
         rank, pos = m.group(1) if m.group(1) is not None else rank, m.end()
@@ -134,6 +140,7 @@ class LogParser:
         self._traceback: dict[str, int] = {}  # rank prefix -> line where its traceback started
         self._metrics: dict | None = None
         self._metrics_line = 0
+        self._point_step: int | None = None  # the step of the last point given
         self.next_line = 1  # the number of the line after the last block fed
 
     def feed_block(self, first: int, data: bytes | bytearray | memoryview | str) -> list[Record]:
@@ -147,6 +154,11 @@ class LogParser:
             self.next_line = self._scan_fast(first, data, out)
         if self._frame is not None:
             self._emit_frame(out)
+        for record in reversed(out):
+            if type(record) is Point or (type(record) is Rows and record.steps):
+                self._point_step = record.step if type(record) is Point else \
+                    int.from_bytes(record.steps[-8:], sys.byteorder, signed=True)
+                break
         return out
 
     def _c_can_go_on(self) -> bool:
@@ -196,8 +208,8 @@ class LogParser:
                 line += text.count("\n", counted, r.start())
                 counted = r.start()
                 left, right = _segment(text, r.start(), r.end())
-                if (glued := _GLUED.match(text, left, r.start())) is not None:
-                    left = glued.end()  # text glued to a tqdm frame: the frame was read as a frame
+                while (glued := _GLUED.match(text, left, r.start())) is not None:
+                    left = glued.end()  # text glued to tqdm frames: the frames were read as frames
                 if r.group() in _FACT_WORDS:
                     self._facts(line, text[left:right], out)
                 else:
@@ -233,7 +245,21 @@ class LogParser:
         left = bar
         while left > 0 and text[left - 1].isdigit():
             left -= 1
-        return _FRAME.match(text, left) if left < bar else None
+        if left == bar or self._described(text, left):
+            return None
+        return _FRAME.match(text, left)
+
+    @staticmethod
+    def _described(text: str, left: int) -> bool:
+        """A bar with a description (`Running tokenizer on dataset:  9%|`, `Loading checkpoint shards:`, `Map:`):
+        data loading, never the trainer's, whose bar has none. A rank or host prefix is not one."""
+        k = left
+        while k > 0 and text[k - 1] == " ":
+            k -= 1
+        if k == 0 or text[k - 1] != ":":
+            return False
+        start = max(text.rfind("\n", 0, k), text.rfind("\r", 0, k)) + 1
+        return _DESCRIBED.fullmatch(strip_prefix(text[start:k])[1]) is not None
 
     def _frames(self, text: str, bar: int, line: int, next_rare, out: list[Record]) -> int:
         """Handle the frame at `bar`, then only the last train frame before the next thing on its line.
@@ -355,13 +381,20 @@ class LogParser:
 
     def _failure(self, line: int, segment: str, out: list[Record]) -> None:
         key, body = strip_prefix(segment)
+        if head := _FRAME_HEAD.match(body):  # a frame the text is glued inside (`[00:00<?, ?it/s[E ...NCCL`)
+            body = body[head.end():]
+        if (host := _HOST.match(body)) and not failures.EXCEPTION.match(body.strip()):
+            key, body = key or host.group(1), body[host.end():]
         if body.startswith("Traceback (most recent call last)"):
             self._traceback[key] = line
             return
         if failures.KILLED.search(body):
             out.append(Failure("killed", body.strip()[-500:], line))
             return
-        if body[:1].isspace():
+        if failures.SIGNALLED.search(body):
+            out.append(Failure("signal", body.strip()[-500:], line))
+            return
+        if body[:1].isspace() and key in self._traceback:
             return  # inside a traceback: File lines and source
         exception = failures.EXCEPTION.match(body.strip())
         if failures.OOM.search(body):
@@ -381,5 +414,8 @@ class LogParser:
         if self._metrics is not None:
             out.append(Summary(self._metrics, self._metrics_line))
             self._metrics = None
-        self._release(None, out)  # numbered in a log without frames; with frames, a dict's step is unknown
+        if len(self._pending) == 1 and self._last_step is not None and self._point_step != self._last_step:
+            self._release(self._last_step, out)  # a log cut after a logging step: the frame before it was its step's
+        else:
+            self._release(None, out)  # numbered in a log without frames; with frames, a dict's step is unknown
         return out
