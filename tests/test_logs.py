@@ -431,3 +431,57 @@ def test_a_process_ended_by_a_signal_is_named_by_it_unless_its_log_names_the_cau
     assert classify_exit(3, log) == ("exit", "exited with code 3")
     log.write_text("[E ProcessGroupNCCL.cpp:475] [Rank 1] Watchdog caught collective operation timeout\n")
     assert classify_exit(-6, log)[0] == "nccl"
+
+
+def _kinds(text: str) -> list[str]:
+    parser = parse.LogParser()
+    records = flat(parser.feed_block(1, text.encode()) + parser.finish())
+    return [r.kind for r in records if type(r) is Failure]
+
+
+def test_what_torchrun_and_a_cpp_abort_repeat_is_not_a_second_failure():
+    """torchrun stops the other ranks with SIGTERM after one failed and lists them (-15): not failures of their own;
+    a C++ abort's indented `what():` repeats its exception; one rank's signal is named once, not per mention."""
+    block = "".join(f"[{r}]:\n  rank      : {r} (local_rank: {r})\n  exitcode  : -15 (pid: {170 + r})\n"
+                    f"  traceback : Signal 15 (SIGTERM) received by PID {170 + r}\n" for r in (0, 1, 2))
+    log = ("[rank3]: Traceback (most recent call last):\n[rank3]:   File \"launcher.py\", line 23, in <module>\n"
+           "[rank3]: torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 3 has a total\n"
+           "torch.distributed.elastic.multiprocessing.errors.ChildFailedError: \n"
+           "============================================================\nFailures:\n" + block +
+           "Root Cause (first observed failure):\n[0]:\n  exitcode  : 1 (pid: 1738)\n")
+    assert _kinds(log) == ["oom", "traceback"]
+    abort = ("terminate called after throwing an instance of 'c10::DistBackendError'\n"
+             "  what():  [PG 0 Rank 1] Process group watchdog thread terminated with exception: [Rank 1] Watchdog "
+             "caught collective operation timeout\n"
+             "E0201 api.py:833] failed (exitcode: -6) local_rank: 1 (pid: 1734130) of binary: /usr/bin/python\n"
+             "Root Cause (first observed failure):\n[0]:\n  exitcode  : -6 (pid: 1734130)\n")
+    assert _kinds(abort) == ["nccl", "signal"]
+
+
+def test_a_dict_after_a_lagging_frame_keeps_no_step_and_a_journald_prefix_is_not_a_description():
+    """tqdm redraws at most ten times a second: a log cut after the dict of step 10, whose last frame says 7,
+    gives that dict no step (its epoch says 10); `python3[1234]:` before a frame is a prefix, not a bar's name."""
+    frame = " {0}%|█ | {0}/100 [00:01<00:10, 19.5it/s]".format
+    lagging = (f"Total optimization steps = 100\n{frame(2)}{frame(4)}{frame(5)}\n"
+               "{'loss': 2.0, 'grad_norm': 1.0, 'learning_rate': 1e-05, 'epoch': 0.05}\n"
+               f"{frame(5)}{frame(7)}\n{{'loss': 1.9, 'grad_norm': 1.0, 'learning_rate': 1e-05, 'epoch': 0.1}}\n")
+    parser = parse.LogParser()
+    points = [p for p in flat(parser.feed_block(1, lagging.encode()) + parser.finish())
+              if type(p) is Point]
+    assert [(p.step, p.loss) for p in points] == [(5, 2.0), (None, 1.9)]
+    journal = "".join(f"May 01 10:00:00 node1 python3[1234]: {line}\n" for line in (
+        "Total optimization steps = 100", " 10%|█ | 10/100 [01:00<09:00,  6.00s/it]",
+        "{'loss': 1.5, 'grad_norm': 0.5, 'learning_rate': 1e-05, 'epoch': 0.1}",
+        " 10%|█ | 10/100 [01:00<09:00,  6.00s/it]"))
+    parser = parse.LogParser()
+    records = flat(parser.feed_block(1, journal.encode()) + parser.finish())
+    assert [(p.step, p.loss) for p in records if type(p) is Point] == [(10, 1.5)]
+
+
+def test_jsonl_rows_without_steps_are_numbered_only_when_the_file_is_read_alone():
+    """2023's LogCallback wrote no current_steps: `lftop scan` of the file alone numbers its rows; beside a
+    training.log, whose frames give the steps, they are left out (they would replace the log's real steps)."""
+    row = '{"loss": 0.5, "eval_loss": null, "reward": -0.1, "learning_rate": 1e-05}'
+    assert jsonl.parse_line(3, row) == []
+    [point] = jsonl.parse_line(3, row, alone=True)
+    assert (point.step, point.loss, point.metrics) == (3, 0.5, {"reward": -0.1})

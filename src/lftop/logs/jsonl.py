@@ -25,15 +25,18 @@ def clock_seconds(text: object) -> float | None:
         return None
 
 
-def parse_line(number: int, text: str) -> list[Record]:
-    """Records of line `number`; garbage yields none."""
+def parse_line(number: int, text: str, alone: bool = False) -> list[Record]:
+    """Records of line `number`; garbage yields none. `alone`: the file is read by itself (`lftop scan`), so a
+    row without current_steps (LLaMA-Factory's LogCallback before it recorded steps, 2023) is numbered by its
+    line; beside a training.log, whose frames give the steps, such rows are left out."""
     try:
         row = json.loads(text)
     except ValueError:
         return []
     if not isinstance(row, dict):
         return []
-    # LLaMA-Factory's LogCallback before it recorded steps (2023): the row's place in the file is its order
+    if not isinstance(row.get("current_steps"), int) and not alone:
+        return []
     step, out = row["current_steps"] if isinstance(row.get("current_steps"), int) else number, []
     total = row.get("total_steps")
     if isinstance(row.get("loss"), (int, float)):

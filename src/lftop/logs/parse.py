@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import re
 import sys
+from array import array
 
 from lftop.logs import failures
 from lftop.logs.jsonl import clock_seconds
@@ -75,7 +76,7 @@ _FACTS = (
 _METRIC_ROW = re.compile(r"[ \t]+(\w+)[ \t]+=[ \t]+(\S+)[ \t]*(?:\n|$)")
 _PREFIX = re.compile(r"\[\d+\] ?|[ \t]*\d+\t|std(?:out|err): ?|\[(?:rank|default)(\d+)\]:\s?")
 _FRAME_HEAD = re.compile(r"[ \t]*\d+%\|[^|\n\r]*\|[^\[\n\r]*\[[\d:]+<[\d:?]+,?[^\[\]\n\r]*?(?:it/s|s/it|/s)\]?")
-_HOST = re.compile(r"([\w.-]+): (?=\S)")  # pdsh's `gpu004: ` before each line of a multi-node DeepSpeed run
+_HOST = re.compile(r"(?!wandb:)([\w.-]+): (?=\S)")  # pdsh's `gpu004: ` before each line of a multi-node DeepSpeed run
 _DESCRIBED = re.compile(r"[^\r\n]*(?: |\(num_proc=\d+\))[^\r\n]*:|Map:|Filter:")  # a described bar's text
 _POINT_KEYS = frozenset(("loss", "learning_rate", "grad_norm", "epoch"))
 _NOT_EVAL_METRICS = frozenset(("eval_loss", "epoch"))
@@ -140,7 +141,9 @@ class LogParser:
         self._traceback: dict[str, int] = {}  # rank prefix -> line where its traceback started
         self._metrics: dict | None = None
         self._metrics_line = 0
-        self._point_step: int | None = None  # the step of the last point given
+        self._point_step: int | None = None  # the step and epoch of the last point given
+        self._point_epoch: float | None = None
+        self._signalled: set[str] = set()  # pids a signal failure named
         self.next_line = 1  # the number of the line after the last block fed
 
     def feed_block(self, first: int, data: bytes | bytearray | memoryview | str) -> list[Record]:
@@ -155,9 +158,12 @@ class LogParser:
         if self._frame is not None:
             self._emit_frame(out)
         for record in reversed(out):
-            if type(record) is Point or (type(record) is Rows and record.steps):
-                self._point_step = record.step if type(record) is Point else \
-                    int.from_bytes(record.steps[-8:], sys.byteorder, signed=True)
+            if type(record) is Point:
+                self._point_step, self._point_epoch = record.step, record.epoch
+                break
+            if type(record) is Rows and record.steps:
+                self._point_step = int.from_bytes(record.steps[-8:], sys.byteorder, signed=True)
+                self._point_epoch = array("d", record.values[-8:])[0]
                 break
         return out
 
@@ -259,7 +265,10 @@ class LogParser:
         if k == 0 or text[k - 1] != ":":
             return False
         start = max(text.rfind("\n", 0, k), text.rfind("\r", 0, k)) + 1
-        return _DESCRIBED.fullmatch(strip_prefix(text[start:k])[1]) is not None
+        desc = strip_prefix(text[start:k])[1]
+        if host := _HOST.match(desc):
+            desc = strip_prefix(desc[host.end():])[1]
+        return not desc.endswith("]:") and _DESCRIBED.fullmatch(desc) is not None
 
     def _frames(self, text: str, bar: int, line: int, next_rare, out: list[Record]) -> int:
         """Handle the frame at `bar`, then only the last train frame before the next thing on its line.
@@ -392,10 +401,15 @@ class LogParser:
             out.append(Failure("killed", body.strip()[-500:], line))
             return
         if failures.SIGNALLED.search(body):
-            out.append(Failure("signal", body.strip()[-500:], line))
+            named = failures.PID.search(body)
+            pid = (named.group(1) or named.group(2)) if named else None
+            if pid is None or pid not in self._signalled:  # torchrun names a rank's signal twice
+                out.append(Failure("signal", body.strip()[-500:], line))
+            if pid is not None:
+                self._signalled.add(pid)
             return
         if body[:1].isspace() and key in self._traceback:
-            return  # inside a traceback: File lines and source
+            return  # inside a traceback, a C++ abort or torchrun's failure block: what they repeat
         exception = failures.EXCEPTION.match(body.strip())
         if failures.OOM.search(body):
             out.append(Failure("oom", failures.oom_message(body), line))
@@ -407,14 +421,26 @@ class LogParser:
             out.append(Failure("exit", f"launcher: a process {exit_line.group()}", line))
         else:
             return
-        self._traceback.pop(key, None)
+        if body.startswith("terminate called after throwing") or "ChildFailedError" in body:
+            self._traceback[key] = line  # the indented lines under it repeat what it says
+        else:
+            self._traceback.pop(key, None)
+
+    def _epoch_agrees(self, values: dict, step: int) -> bool:
+        """Whether `step` fits the dict's epoch, by the epoch of the last point (tqdm redraws at most ten times a
+        second: on a fast run the last frame may be steps behind the dict); unknown epochs agree."""
+        epoch = _number(values.get("epoch"))
+        if not (epoch and self._point_epoch and self._point_step):
+            return True
+        return abs(self._point_step * epoch / self._point_epoch - step) < max(1.0, 0.005 * step)  # epochs are rounded
 
     def finish(self) -> list[Record]:
         out: list[Record] = []
         if self._metrics is not None:
             out.append(Summary(self._metrics, self._metrics_line))
             self._metrics = None
-        if len(self._pending) == 1 and self._last_step is not None and self._point_step != self._last_step:
+        if len(self._pending) == 1 and self._last_step is not None and self._point_step != self._last_step \
+                and self._epoch_agrees(self._pending[0][0], self._last_step):
             self._release(self._last_step, out)  # a log cut after a logging step: the frame before it was its step's
         else:
             self._release(None, out)  # numbered in a log without frames; with frames, a dict's step is unknown

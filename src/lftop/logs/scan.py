@@ -19,7 +19,7 @@ def scan(path: Path) -> History:
     if is_jsonl(path):
         follower = Follower(path)
         for number, text in follower.read() + follower.flush().lines():
-            history.add_jsonl(jsonl.parse_line(number, text))
+            history.add_jsonl(jsonl.parse_line(number, text, alone=True))
         return history
     parser, first = LogParser(), 1
     for data in whole_lines(path):
