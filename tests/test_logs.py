@@ -456,6 +456,7 @@ def test_what_torchrun_and_a_cpp_abort_repeat_is_not_a_second_failure():
              "E0201 api.py:833] failed (exitcode: -6) local_rank: 1 (pid: 1734130) of binary: /usr/bin/python\n"
              "Root Cause (first observed failure):\n[0]:\n  exitcode  : -6 (pid: 1734130)\n")
     assert _kinds(abort) == ["nccl", "signal"]
+    assert _kinds("Warning: NCCL timeout is set to 1800 seconds\n") == []  # a setting, not a timeout
 
 
 def test_a_dict_after_a_lagging_frame_keeps_no_step_and_a_journald_prefix_is_not_a_description():

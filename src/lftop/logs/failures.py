@@ -14,7 +14,7 @@ OOM = re.compile(
     r"CUBLAS_STATUS_ALLOC_FAILED.*"
 )
 OOM_DETAIL = re.compile(r"Tried to allocate ([\d.]+ [KMGT]?i?B)[.\s(]+(GPU|NPU) (\d+)")
-NCCL = re.compile(r"(NCCL (?:error|WARN|timeout)|ncclInternalError|ncclSystemError|ncclUnhandledCudaError|"
+NCCL = re.compile(r"(NCCL (?:error|WARN|timeout(?! is set))|ncclInternalError|ncclSystemError|ncclUnhandledCudaError|"
                   r"Watchdog caught collective|Timeout at NCCL work|NCCL communicator was aborted|DistBackendError|"
                   r"setting up NCCL communicator).*",
                   re.I)
