@@ -22,7 +22,7 @@ KILLED = re.compile(r"exitcode\s*:\s*-9\b|Signal 9 \(SIGKILL\) received|^Killed$
 # A rank ended by a signal. SIGTERM (-15) is left out: it is how torchrun stops the other ranks after one failed.
 SIGNALLED = re.compile(r"exitcode\s*:\s*-(?!15\b)\d+\b|Signal (?!15\b)\d+ \(SIG\w+\) received|"
                        r"Received \d+ death signal")
-PID = re.compile(r"\bpid:? (\d+)|\bPID (\d+)")
+PID = re.compile(r"\b(?:pid:?|PID) (\d+)")
 LAUNCHER_EXIT = re.compile(r"exits with return code = -?[1-9]\d*")  # DeepSpeed's launcher, after a rank failed
 EXCEPTION = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Interrupt)|ChildFailedError)(?::\s?(.*))?$")
 

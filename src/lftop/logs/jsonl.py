@@ -35,9 +35,11 @@ def parse_line(number: int, text: str, alone: bool = False) -> list[Record]:
         return []
     if not isinstance(row, dict):
         return []
-    if not isinstance(row.get("current_steps"), int) and not alone:
-        return []
-    step, out = row["current_steps"] if isinstance(row.get("current_steps"), int) else number, []
+    step, out = row.get("current_steps"), []
+    if not isinstance(step, int):
+        if not alone:
+            return []
+        step = number
     total = row.get("total_steps")
     if isinstance(row.get("loss"), (int, float)):
         lr = row.get("lr", row.get("learning_rate"))  # "learning_rate" before LLaMA-Factory 0.9

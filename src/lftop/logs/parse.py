@@ -401,8 +401,7 @@ class LogParser:
             out.append(Failure("killed", body.strip()[-500:], line))
             return
         if failures.SIGNALLED.search(body):
-            named = failures.PID.search(body)
-            pid = (named.group(1) or named.group(2)) if named else None
+            pid = named.group(1) if (named := failures.PID.search(body)) else None
             if pid is None or pid not in self._signalled:  # torchrun names a rank's signal twice
                 out.append(Failure("signal", body.strip()[-500:], line))
             if pid is not None:
